@@ -1,0 +1,272 @@
+//! Authentication: argon2id password hashes, HS256 tokens, and the extractors that turn a
+//! request into a [`Caller`]. The user's role and grants are read from the database on
+//! every request, so a deactivated user's token stops working at once.
+
+use std::sync::LazyLock;
+
+use argon2::{Argon2, PasswordHasher, PasswordVerifier};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chrono::Utc;
+use isocrates_storage::documents::ReadScope;
+use isocrates_storage::users::User;
+use isocrates_storage::{Action, Grant, Role, check_permission};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::error::Error;
+
+/// The issuer claim of every token.
+pub const ISSUER: &str = "isocrates";
+/// How long a login token lasts.
+pub const LOGIN_TOKEN_HOURS: i64 = 24;
+
+/// The claims of an IsoCrates token.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claims {
+    /// The user id.
+    pub sub: String,
+    /// The user's role when the token was issued (informational; the database decides).
+    pub role: String,
+    /// Issued at, seconds since the epoch.
+    pub iat: i64,
+    /// Expiry, seconds since the epoch.
+    pub exp: i64,
+    /// Always [`ISSUER`].
+    pub iss: String,
+}
+
+/// Signs and checks tokens with the configured secret.
+#[derive(Clone)]
+pub struct TokenKeys {
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    validation: Validation,
+}
+
+impl std::fmt::Debug for TokenKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenKeys(..)")
+    }
+}
+
+impl TokenKeys {
+    /// Keys from the JWT secret; an empty secret is refused.
+    pub fn new(secret: &SecretString) -> Result<TokenKeys, String> {
+        let bytes = secret.expose_secret().as_bytes();
+        let encoding =
+            EncodingKey::from_secret(bytes).map_err(|e| format!("JWT_SECRET_KEY: {e}"))?;
+        let decoding =
+            DecodingKey::from_secret(bytes).map_err(|e| format!("JWT_SECRET_KEY: {e}"))?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
+        validation.leeway = 30;
+        Ok(TokenKeys { encoding, decoding, validation })
+    }
+
+    /// A token for `user` that lasts `hours`.
+    pub fn issue(&self, user: &User, hours: i64) -> Result<String, Error> {
+        let iat = Utc::now().timestamp();
+        let claims = Claims {
+            sub: user.id.clone(),
+            role: user.role.as_str().to_string(),
+            iat,
+            exp: iat + hours * 3600,
+            iss: ISSUER.to_string(),
+        };
+        jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
+            .map_err(|e| Error::Internal(format!("signing a token: {e}")))
+    }
+
+    /// The claims of a valid, unexpired token.
+    pub fn verify(&self, token: &str) -> Result<Claims, Error> {
+        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| match e.kind() {
+                jsonwebtoken::errors::ErrorKind::ExpiredSignature => {
+                    Error::Unauthorized("the token has expired: log in again".to_string())
+                }
+                _ => Error::Unauthorized("the token is invalid".to_string()),
+            })
+    }
+}
+
+/// Hashes a password with argon2id and a fresh salt. Slow on purpose: call it off the
+/// async threads.
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    Argon2::default()
+        .hash_password(password.as_bytes())
+        .map(|hash| hash.to_string())
+        .map_err(|e| Error::Internal(format!("hashing a password: {e}")))
+}
+
+/// Whether `password` matches the stored PHC `hash`.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    Argon2::default().verify_password(password.as_bytes(), hash).is_ok()
+}
+
+/// A hash that matches no password, checked when the email is unknown so that a login
+/// takes as long for a missing account as for a wrong password.
+pub static DUMMY_HASH: LazyLock<String> =
+    LazyLock::new(|| hash_password("not a password anyone has").unwrap_or_default());
+
+/// Who is asking, as far as permissions go.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The authenticated user; `None` for an anonymous caller or development mode.
+    pub user: Option<User>,
+    /// The grants that decide access.
+    pub grants: Vec<Grant>,
+    /// The global role, when there is one.
+    pub role: Option<Role>,
+}
+
+impl Caller {
+    fn from_user(user: User) -> Caller {
+        Caller { grants: user.grants.clone(), role: Some(user.role), user: Some(user) }
+    }
+
+    /// With auth off and no token: everything allowed, as an admin with a root grant.
+    fn development() -> Caller {
+        Caller { user: None, grants: vec![Grant::root(Role::Admin)], role: Some(Role::Admin) }
+    }
+
+    /// With auth on and no token: no grants, or a root viewer grant when reads are public.
+    fn anonymous(public_read: bool) -> Caller {
+        let grants = if public_read { vec![Grant::root(Role::Viewer)] } else { vec![] };
+        Caller { user: None, grants, role: None }
+    }
+
+    /// The user id, for audit rows.
+    pub fn user_id(&self) -> Option<String> {
+        self.user.as_ref().map(|u| u.id.clone())
+    }
+
+    /// Whether the caller holds the global admin role.
+    pub fn is_admin(&self) -> bool {
+        self.role == Some(Role::Admin)
+    }
+
+    /// Whether the caller may do `action` on `path`.
+    pub fn can(&self, path: &str, action: Action) -> bool {
+        check_permission(&self.grants, path, action)
+    }
+
+    /// `Ok` when the caller may do `action` on `path`, else 403.
+    pub fn require(&self, path: &str, action: Action) -> Result<(), Error> {
+        if self.can(path, action) {
+            Ok(())
+        } else {
+            let verb = match action {
+                Action::Read => "read",
+                Action::Edit => "edit",
+                Action::Delete => "delete",
+                Action::Admin => "administer",
+            };
+            let shown = if path.is_empty() { "the top level" } else { path };
+            Err(Error::Forbidden(format!("you may not {verb} documents under {shown}")))
+        }
+    }
+
+    /// The paths this caller may read.
+    pub fn scope(&self) -> ReadScope {
+        ReadScope::of(&self.grants)
+    }
+}
+
+/// The bearer token of a request, if it carries one. A malformed header is a 401.
+fn bearer(parts: &Parts) -> Result<Option<&str>, Error> {
+    let Some(value) = parts.headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let value = value
+        .to_str()
+        .map_err(|_| Error::Unauthorized("the Authorization header is not text".to_string()))?;
+    match value.split_once(' ') {
+        Some((scheme, token))
+            if scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty() =>
+        {
+            Ok(Some(token.trim()))
+        }
+        _ => Err(Error::Unauthorized("use Authorization: Bearer <token>".to_string())),
+    }
+}
+
+async fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, Error> {
+    let claims = state.keys().verify(token)?;
+    let user = state.storage().user(&claims.sub).await?;
+    match user {
+        Some(user) if user.is_active => Ok(Caller::from_user(user)),
+        Some(_) => Err(Error::Unauthorized("this account is deactivated".to_string())),
+        None => Err(Error::Unauthorized("the token's user no longer exists".to_string())),
+    }
+}
+
+/// A caller whose token is optional: without one it reads as anonymous (or, with auth
+/// off, as the development admin). A token that is present but bad is a 401.
+#[derive(Debug, Clone)]
+pub struct MaybeUser(pub Caller);
+
+impl FromRequestParts<AppState> for MaybeUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = match bearer(parts)? {
+            Some(token) => caller_for_token(state, token).await?,
+            None if !state.config().auth_enabled => Caller::development(),
+            None => Caller::anonymous(state.config().public_read),
+        };
+        record_user(&caller);
+        Ok(MaybeUser(caller))
+    }
+}
+
+/// A caller that must present a valid token (when auth is on).
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub Caller);
+
+impl FromRequestParts<AppState> for AuthUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let caller = match bearer(parts)? {
+            Some(token) => caller_for_token(state, token).await?,
+            None if !state.config().auth_enabled => Caller::development(),
+            None => {
+                return Err(Error::Unauthorized(
+                    "this endpoint needs a token: send Authorization: Bearer <token>".to_string(),
+                ));
+            }
+        };
+        record_user(&caller);
+        Ok(AuthUser(caller))
+    }
+}
+
+/// A caller with the global admin role.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub Caller);
+
+impl FromRequestParts<AppState> for AdminUser {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        let AuthUser(caller) = AuthUser::from_request_parts(parts, state).await?;
+        if caller.is_admin() {
+            Ok(AdminUser(caller))
+        } else {
+            Err(Error::Forbidden("this endpoint is for admins".to_string()))
+        }
+    }
+}
+
+/// Names the caller on the request's span, so the request log line carries it.
+fn record_user(caller: &Caller) {
+    if let Some(user) = &caller.user {
+        tracing::Span::current().record("user.id", user.id.as_str());
+    }
+}

@@ -1,0 +1,124 @@
+//! Request extractors that answer in the error envelope: a JSON body, a query string and
+//! path parameters that fail to parse become `INVALID_REQUEST` naming the field, and a body
+//! over the limit becomes `PAYLOAD_TOO_LARGE`.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::StatusCode;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+
+use crate::error::{Error, FieldError};
+
+/// A JSON body. Any content type is read as JSON, as clients often omit the header.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Json<T>(pub T);
+
+impl<S, T> FromRequest<S> for Json<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|e| body_error(e, limit))?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// The configured body limit, put on each request so errors can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+fn body_error(e: BytesRejection, limit: usize) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::PayloadTooLarge(limit)
+    } else {
+        Error::invalid("body", format!("the body could not be read: {e}"))
+    }
+}
+
+/// Parses JSON, naming the field at fault when the shape is wrong.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(Error::invalid("body", "a JSON body is required"));
+    }
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
+    if value.is_ok()
+        && let Err(e) = de.end()
+    {
+        return Err(Error::invalid("body", format!("the body is not valid JSON: {e}")));
+    }
+    value.map_err(|e| {
+        let path = e.path().to_string();
+        let field = if path.is_empty() || path == "." { "body".to_string() } else { path };
+        let inner = e.into_inner();
+        let message = if inner.is_syntax() || inner.is_eof() {
+            format!("the body is not valid JSON: {inner}")
+        } else {
+            inner.to_string()
+        };
+        Error::InvalidRequest {
+            message: format!("{field}: {message}"),
+            errors: vec![FieldError { field, message }],
+        }
+    })
+}
+
+/// A query string.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Query<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
+        let query = parts.uri.query().unwrap_or_default();
+        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
+            let field = e.path().to_string();
+            let field = if field.is_empty() || field == "." { "query".to_string() } else { field };
+            let message = e.into_inner().to_string();
+            Error::InvalidRequest {
+                message: format!("{field}: {message}"),
+                errors: vec![FieldError { field, message }],
+            }
+        })
+    }
+}
+
+/// Path parameters.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for Path<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned + Send,
+{
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(v)| Path(v))
+            .map_err(|e| Error::invalid("path", e.body_text()))
+    }
+}
+
+/// Checks that an integer query value lies in `min..=max`.
+pub fn bounded(field: &str, value: i64, min: i64, max: i64) -> Result<i64, Error> {
+    if (min..=max).contains(&value) {
+        Ok(value)
+    } else {
+        Err(Error::invalid(field, format!("must be between {min} and {max}, got {value}")))
+    }
+}

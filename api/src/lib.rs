@@ -1,0 +1,105 @@
+//! The HTTP API of IsoCrates (axum). It is the only crate that knows status codes and JSON
+//! shapes: [`error`] holds the one error envelope, [`auth`] the tokens, passwords and the
+//! caller extractors, [`model`] the JSON shapes, and [`routes`] one module per section of
+//! the contract (service, users and grants, documents, wikilinks).
+
+pub mod auth;
+pub mod error;
+pub mod extract;
+mod middleware;
+pub mod model;
+pub mod routes;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use isocrates_storage::Storage;
+use secrecy::SecretString;
+use tower_http::normalize_path::NormalizePath;
+
+pub use auth::TokenKeys;
+pub use error::Error;
+
+/// The default body limit: 5 MiB.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
+
+/// What the API needs to know of the configuration.
+#[derive(Debug, Clone)]
+pub struct ApiConfig {
+    /// Whether tokens are checked. Off, every request acts as a development admin.
+    pub auth_enabled: bool,
+    /// With auth on, whether a caller without a token may read everything.
+    pub public_read: bool,
+    /// The HS256 secret of tokens.
+    pub jwt_secret: SecretString,
+    /// The largest request body accepted.
+    pub max_body_bytes: usize,
+}
+
+struct Inner {
+    storage: Storage,
+    config: ApiConfig,
+    keys: TokenKeys,
+    started: Instant,
+}
+
+/// The state every handler shares; cheap to clone.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+impl AppState {
+    /// State over `storage` with `config`; fails when the JWT secret is unusable.
+    pub fn new(storage: Storage, config: ApiConfig) -> Result<AppState, String> {
+        let keys = TokenKeys::new(&config.jwt_secret)?;
+        Ok(AppState(Arc::new(Inner { storage, config, keys, started: Instant::now() })))
+    }
+
+    /// The document store.
+    pub fn storage(&self) -> &Storage {
+        &self.0.storage
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ApiConfig {
+        &self.0.config
+    }
+
+    /// The token keys.
+    pub fn keys(&self) -> &TokenKeys {
+        &self.0.keys
+    }
+
+    /// Seconds since the state was built.
+    pub fn uptime_seconds(&self) -> u64 {
+        self.0.started.elapsed().as_secs()
+    }
+}
+
+/// Every route, with the error envelope for unknown routes, methods, oversized bodies and
+/// panics, and the request-id and timing middleware.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().max_body_bytes;
+    Router::new()
+        .merge(routes::service::routes())
+        .merge(routes::users::routes())
+        .merge(routes::docs::routes())
+        .merge(routes::links::routes())
+        .fallback(routes::no_route)
+        .method_not_allowed_fallback(routes::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limit))
+        .layer(axum::Extension(extract::BodyLimit(limit)))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
+        .layer(axum::middleware::from_fn(middleware::request_context))
+        .with_state(state)
+}
+
+/// The service [`app`] builds.
+pub type AppService = NormalizePath<Router>;
+
+/// The service to serve: [`router`] behind trailing-slash normalisation, so that
+/// `/api/docs/search/` and `/api/docs/search` are one route.
+pub fn app(state: AppState) -> AppService {
+    NormalizePath::trim_trailing_slash(router(state))
+}

@@ -1,0 +1,400 @@
+//! `/api/docs`: documents, their versions, moves, keywords, the trash, and derived ids.
+//! Every endpoint asks [`crate::auth::Caller`] (and so `check_permission`) before it
+//! reads or writes; a document the caller may not read is a 404, never a 403.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use isocrates_storage::documents::{
+    Author, AuthorType, ContentUpdate, Document, ListFilter, NewDocument, Upserted, check_path,
+    check_repo_url,
+};
+use isocrates_storage::ids::document_id;
+use isocrates_storage::{Action, Role};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::AppState;
+use crate::auth::{AdminUser, AuthUser, Caller, MaybeUser};
+use crate::error::Error;
+use crate::extract::{Json, Path, Query, bounded};
+use crate::model::{DocumentListItem, DocumentOut, VersionOut};
+use crate::routes::audit;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/docs", post(create).get(list))
+        .route("/api/docs/trash", get(trash))
+        .route("/api/docs/generate-id", post(generate_id))
+        .route("/api/docs/{doc_id}", get(show).put(update).delete(soft_delete))
+        .route("/api/docs/{doc_id}/move", put(move_doc))
+        .route("/api/docs/{doc_id}/keywords", put(set_keywords))
+        .route("/api/docs/{doc_id}/repo", put(set_repo))
+        .route("/api/docs/{doc_id}/restore", post(restore))
+        .route("/api/docs/{doc_id}/permanent", delete(purge))
+        .route("/api/docs/{doc_id}/versions", get(versions))
+        .route("/api/docs/{doc_id}/versions/latest", get(latest_version))
+        .route("/api/docs/{doc_id}/versions/{version_id}", get(version))
+}
+
+/// The active document `id`, if the caller may read it; otherwise 404.
+pub(crate) async fn readable(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+) -> Result<Document, Error> {
+    match state.storage().document(id).await? {
+        Some(doc) if caller.can(&doc.path, Action::Read) => Ok(doc),
+        _ => Err(Error::DocumentNotFound(id.to_string())),
+    }
+}
+
+/// The active document `id` for a change needing `action`: 404 when the caller cannot even
+/// read it, 403 when it can read but not change it.
+async fn changeable(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    action: Action,
+) -> Result<Document, Error> {
+    let doc = readable(state, caller, id).await?;
+    caller.require(&doc.path, action)?;
+    Ok(doc)
+}
+
+fn author(author_type: &str, metadata: Option<Value>) -> Result<Author, Error> {
+    Ok(Author { author_type: AuthorType::parse(author_type)?, metadata })
+}
+
+fn ai() -> String {
+    "ai".to_string()
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    title: String,
+    content: String,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    repo_url: Option<String>,
+    #[serde(default)]
+    repo_name: Option<String>,
+    #[serde(default)]
+    doc_type: String,
+    #[serde(default)]
+    keywords: Vec<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "ai")]
+    author_type: String,
+    #[serde(default)]
+    author_metadata: Option<Value>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, Error> {
+    let path = check_path("path", &body.path)?;
+    caller.require(&path, Action::Edit)?;
+    let new = NewDocument {
+        title: body.title,
+        content: body.content,
+        path,
+        repo_url: body.repo_url,
+        repo_name: body.repo_name,
+        doc_type: body.doc_type,
+        keywords: body.keywords,
+        description: body.description,
+        author: author(&body.author_type, body.author_metadata)?,
+    };
+    let (status, doc, action) = match state.storage().upsert_document(new).await? {
+        Upserted::Created(doc) => (StatusCode::CREATED, doc, "document.create"),
+        Upserted::Updated(doc) => (StatusCode::OK, doc, "document.update"),
+    };
+    audit(&state, &caller, action, &doc.id, Value::Null).await;
+    Ok((status, axum::Json(DocumentOut::from(doc))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    skip: i64,
+    #[serde(default = "hundred")]
+    limit: i64,
+    path_prefix: Option<String>,
+    repo_url: Option<String>,
+}
+
+fn hundred() -> i64 {
+    100
+}
+
+async fn list(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Vec<DocumentListItem>>, Error> {
+    let filter = ListFilter {
+        skip: bounded("skip", q.skip, 0, i64::from(i32::MAX))?,
+        limit: bounded("limit", q.limit, 1, 1000)?,
+        path_prefix: q.path_prefix.filter(|p| !p.trim().is_empty()),
+        repo_url: q.repo_url.filter(|u| !u.trim().is_empty()),
+        scope: caller.scope(),
+    };
+    let docs = state.storage().documents(&filter).await?;
+    Ok(axum::Json(docs.into_iter().map(DocumentListItem::from).collect()))
+}
+
+#[derive(Deserialize)]
+struct PageQuery {
+    #[serde(default)]
+    skip: i64,
+    #[serde(default = "hundred")]
+    limit: i64,
+}
+
+/// The most trashed documents looked at for one page of the trash listing.
+const TRASH_SCAN: i64 = 10_000;
+
+async fn trash(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Query(q): Query<PageQuery>,
+) -> Result<axum::Json<Vec<DocumentListItem>>, Error> {
+    let skip = bounded("skip", q.skip, 0, TRASH_SCAN)? as usize;
+    let limit = bounded("limit", q.limit, 1, 1000)? as usize;
+    // The read scope narrows the query; delete rights, which depend on the longest prefix,
+    // are then checked per document.
+    let docs = state.storage().trashed_documents(&caller.scope(), 0, TRASH_SCAN).await?;
+    let page = docs
+        .into_iter()
+        .filter(|d| caller.can(&d.path, Action::Delete))
+        .skip(skip)
+        .take(limit)
+        .map(DocumentListItem::from)
+        .collect();
+    Ok(axum::Json(page))
+}
+
+#[derive(Deserialize)]
+struct GenerateIdBody {
+    #[serde(default)]
+    repo_url: Option<String>,
+    #[serde(default)]
+    path: String,
+    #[serde(default)]
+    title: String,
+    #[serde(default)]
+    doc_type: String,
+}
+
+async fn generate_id(Json(body): Json<GenerateIdBody>) -> Result<axum::Json<Value>, Error> {
+    let path = check_path("path", &body.path)?;
+    let repo_url = check_repo_url(body.repo_url.as_deref())?;
+    let id = document_id(repo_url.as_deref(), &path, &body.title, &body.doc_type);
+    Ok(axum::Json(json!({ "doc_id": id })))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(doc_id): Path<String>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    let doc = readable(&state, &caller, &doc_id).await?;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    content: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default = "ai")]
+    author_type: String,
+    #[serde(default)]
+    author_metadata: Option<Value>,
+    #[serde(default)]
+    version: Option<i64>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let update = ContentUpdate {
+        content: body.content,
+        description: body.description,
+        author: author(&body.author_type, body.author_metadata)?,
+        expected_version: body.version,
+    };
+    let doc = state.storage().update_content(&doc_id, update).await?;
+    audit(&state, &caller, "document.update", &doc.id, Value::Null).await;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    target_path: String,
+}
+
+async fn move_doc(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+    Json(body): Json<MoveBody>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let target = check_path("target_path", &body.target_path)?;
+    caller.require(&target, Action::Edit)?;
+    let doc = state.storage().move_document(&doc_id, &target).await?;
+    audit(&state, &caller, "document.move", &doc.id, Value::Null).await;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+#[derive(Deserialize)]
+struct KeywordsBody {
+    keywords: Vec<String>,
+}
+
+async fn set_keywords(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+    Json(body): Json<KeywordsBody>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let doc = state.storage().set_keywords(&doc_id, body.keywords).await?;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+#[derive(Deserialize)]
+struct RepoBody {
+    repo_url: String,
+}
+
+async fn set_repo(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+    Json(body): Json<RepoBody>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let url = Some(body.repo_url.as_str()).filter(|u| !u.trim().is_empty());
+    let doc = state.storage().set_repo_url(&doc_id, url).await?;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+/// Checks that the caller may delete or restore `doc`. A service may only touch what a
+/// model wrote: its latest version must be AI-authored.
+async fn require_delete(state: &AppState, caller: &Caller, doc: &Document) -> Result<(), Error> {
+    caller.require(&doc.path, Action::Delete)?;
+    if caller.role == Some(Role::Service) {
+        let latest = state.storage().versions(&doc.id, 0, 1).await?;
+        if latest.first().is_some_and(|v| v.author_type != AuthorType::Ai.as_str()) {
+            return Err(Error::Forbidden(
+                "a service may delete only documents whose latest version an AI wrote".to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A document, trashed or not, for the trash operations: 404 unless the caller may read
+/// its path.
+async fn any_readable(state: &AppState, caller: &Caller, id: &str) -> Result<Document, Error> {
+    match state.storage().document_any(id).await? {
+        Some(doc) if caller.can(&doc.path, Action::Read) => Ok(doc),
+        _ => Err(Error::DocumentNotFound(id.to_string())),
+    }
+}
+
+async fn soft_delete(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+) -> Result<StatusCode, Error> {
+    let doc = any_readable(&state, &caller, &doc_id).await?;
+    require_delete(&state, &caller, &doc).await?;
+    state.storage().trash_document(&doc_id).await?;
+    audit(&state, &caller, "document.delete", &doc_id, Value::Null).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn restore(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(doc_id): Path<String>,
+) -> Result<axum::Json<DocumentOut>, Error> {
+    let doc = any_readable(&state, &caller, &doc_id).await?;
+    require_delete(&state, &caller, &doc).await?;
+    let doc = state.storage().restore_document(&doc_id).await?;
+    audit(&state, &caller, "document.restore", &doc_id, Value::Null).await;
+    Ok(axum::Json(DocumentOut::from(doc)))
+}
+
+async fn purge(
+    State(state): State<AppState>,
+    AdminUser(caller): AdminUser,
+    Path(doc_id): Path<String>,
+) -> Result<StatusCode, Error> {
+    state.storage().purge_document(&doc_id).await?;
+    audit(&state, &caller, "document.purge", &doc_id, Value::Null).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+struct VersionsQuery {
+    #[serde(default)]
+    skip: i64,
+    #[serde(default = "fifty")]
+    limit: i64,
+}
+
+fn fifty() -> i64 {
+    50
+}
+
+async fn versions(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(doc_id): Path<String>,
+    Query(q): Query<VersionsQuery>,
+) -> Result<axum::Json<Vec<VersionOut>>, Error> {
+    let skip = bounded("skip", q.skip, 0, i64::from(i32::MAX))?;
+    let limit = bounded("limit", q.limit, 1, 200)?;
+    readable(&state, &caller, &doc_id).await?;
+    let versions = state.storage().versions(&doc_id, skip, limit).await?;
+    Ok(axum::Json(versions.into_iter().map(VersionOut::from).collect()))
+}
+
+async fn latest_version(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(doc_id): Path<String>,
+) -> Result<axum::Json<VersionOut>, Error> {
+    readable(&state, &caller, &doc_id).await?;
+    let latest = state.storage().versions(&doc_id, 0, 1).await?.into_iter().next();
+    latest
+        .map(|v| axum::Json(VersionOut::from(v)))
+        .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: "latest".to_string() })
+}
+
+async fn version(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path((doc_id, version_id)): Path<(String, String)>,
+) -> Result<axum::Json<VersionOut>, Error> {
+    readable(&state, &caller, &doc_id).await?;
+    let version = state.storage().version(&doc_id, &version_id).await?;
+    version
+        .map(|v| axum::Json(VersionOut::from(v)))
+        .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: version_id })
+}

@@ -1,0 +1,51 @@
+//! The durable workflow engine of IsoCrates: it runs any workflow made of named steps,
+//! survives crashes, and lets operators see and steer every run.
+//!
+//! Boundary: this crate knows nothing of documents, HTTP or LLMs. Only the run states are
+//! defined so far; the runner over apalis follows.
+
+use serde::{Deserialize, Serialize};
+
+/// The state of one run of a workflow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Waiting for a worker.
+    Queued,
+    /// A worker is executing one of its steps.
+    Running,
+    /// Stopped at a step boundary until an operator resumes it.
+    Paused,
+    /// Every step finished.
+    Completed,
+    /// A step failed for good.
+    Failed,
+    /// An operator cancelled it.
+    Cancelled,
+    /// It had nothing to do.
+    Skipped,
+}
+
+impl RunStatus {
+    /// Whether the run can no longer change by itself.
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Skipped
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::RunStatus;
+
+    #[test]
+    fn only_finished_states_are_terminal() {
+        assert!(RunStatus::Completed.is_terminal());
+        assert!(RunStatus::Skipped.is_terminal());
+        assert!(!RunStatus::Paused.is_terminal());
+        assert!(!RunStatus::Queued.is_terminal());
+        assert_eq!(serde_json::to_string(&RunStatus::Cancelled).unwrap(), "\"cancelled\"");
+    }
+}

@@ -1,0 +1,244 @@
+//! Configuration from the environment (and a `.env` file), read and validated once at
+//! start. A bad value stops start-up with one line naming the variable and the fix.
+
+use std::collections::HashMap;
+
+use secrecy::{ExposeSecret, SecretString};
+
+/// The shortest JWT secret accepted in production, in bytes.
+pub const MIN_JWT_SECRET: usize = 32;
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Everything the binary reads from its environment.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// `DATABASE_URL`: `sqlite://isocrates.db` by default.
+    pub database_url: String,
+    /// `HOST`: the address to listen on.
+    pub host: String,
+    /// `PORT`: 8000 by default.
+    pub port: u16,
+    /// `AUTH_ENABLED`: on by default; off means every request acts as an admin.
+    pub auth_enabled: bool,
+    /// `PUBLIC_READ`: with auth on, callers without a token may read everything.
+    pub public_read: bool,
+    /// `JWT_SECRET_KEY` or the file `JWT_SECRET_KEY_FILE` names; `None` when unset.
+    pub jwt_secret: Option<SecretString>,
+    /// `ENVIRONMENT`: `development` (default) or `production`.
+    pub production: bool,
+    /// `LOG_LEVEL`: a tracing filter, `info` by default.
+    pub log_level: String,
+    /// `LOG_FORMAT`: `text` (default) or `json`.
+    pub log_format: LogFormat,
+    /// `MAX_BODY_BYTES`: the largest request body, 5 MiB by default.
+    pub max_body_bytes: usize,
+}
+
+/// The values of the environment, as a map so tests can supply their own.
+pub type Vars = HashMap<String, String>;
+
+/// The process environment, after loading `.env` from the working folder if there is one.
+/// Variables already set win over the file.
+pub fn environment() -> Vars {
+    // A missing .env is the normal case; a malformed one is reported by the caller's log.
+    let _ = dotenvy::dotenv();
+    std::env::vars().collect()
+}
+
+fn get<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {
+    vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, String> {
+    match get(vars, name).map(str::to_ascii_lowercase).as_deref() {
+        None => Ok(default),
+        Some("true" | "1" | "yes" | "on") => Ok(true),
+        Some("false" | "0" | "no" | "off") => Ok(false),
+        Some(other) => Err(format!("{name} must be true or false (got \"{other}\")")),
+    }
+}
+
+/// Reads a secret from `NAME` or from the file `NAME_FILE` names (as Docker secrets are
+/// mounted); both set is an error.
+pub fn secret(vars: &Vars, name: &str) -> Result<Option<SecretString>, String> {
+    let file_var = format!("{name}_FILE");
+    match (get(vars, name), get(vars, &file_var)) {
+        (Some(_), Some(_)) => Err(format!("set either {name} or {file_var}, not both")),
+        (Some(value), None) => Ok(Some(SecretString::from(value.to_string()))),
+        (None, Some(path)) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("{file_var} names {path}, which cannot be read: {e}"))?;
+            let text = text.trim();
+            if text.is_empty() {
+                return Err(format!("{file_var} names {path}, which is empty"));
+            }
+            Ok(Some(SecretString::from(text.to_string())))
+        }
+        (None, None) => Ok(None),
+    }
+}
+
+impl Config {
+    /// Reads and validates the configuration from `vars`.
+    pub fn from_vars(vars: &Vars) -> Result<Config, String> {
+        let production = match get(vars, "ENVIRONMENT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("development" | "dev" | "test") => false,
+            Some("production" | "prod") => true,
+            Some(other) => {
+                return Err(format!(
+                    "ENVIRONMENT must be development or production (got \"{other}\")"
+                ));
+            }
+        };
+        let port =
+            match get(vars, "PORT") {
+                None => 8000,
+                Some(p) => p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| {
+                    format!("PORT must be a number from 1 to 65535 (got \"{p}\")")
+                })?,
+            };
+        let log_format = match get(vars, "LOG_FORMAT").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("text" | "pretty") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(format!("LOG_FORMAT must be text or json (got \"{other}\")"));
+            }
+        };
+        let max_body_bytes = match get(vars, "MAX_BODY_BYTES") {
+            None => isocrates_api::DEFAULT_MAX_BODY_BYTES,
+            Some(v) => v.parse::<usize>().ok().filter(|&n| n >= 1024).ok_or_else(|| {
+                format!("MAX_BODY_BYTES must be a number of bytes, at least 1024 (got \"{v}\")")
+            })?,
+        };
+        let database_url = get(vars, "DATABASE_URL").unwrap_or("sqlite://isocrates.db").to_string();
+        if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p))
+        {
+            return Err(
+                "DATABASE_URL must start with sqlite:// or postgres:// (for example sqlite://isocrates.db)"
+                    .to_string(),
+            );
+        }
+        let config = Config {
+            database_url,
+            host: get(vars, "HOST").unwrap_or("127.0.0.1").to_string(),
+            port,
+            auth_enabled: flag(vars, "AUTH_ENABLED", true)?,
+            public_read: flag(vars, "PUBLIC_READ", false)?,
+            jwt_secret: secret(vars, "JWT_SECRET_KEY")?,
+            production,
+            log_level: get(vars, "LOG_LEVEL").unwrap_or("info").to_string(),
+            log_format,
+            max_body_bytes,
+        };
+        config.check_production()?;
+        Ok(config)
+    }
+
+    /// With `ENVIRONMENT=production`, refuses what is unsafe to expose, all at once.
+    fn check_production(&self) -> Result<(), String> {
+        if !self.production {
+            return Ok(());
+        }
+        let mut problems = Vec::new();
+        if !self.auth_enabled {
+            problems.push("AUTH_ENABLED must be true".to_string());
+        }
+        match &self.jwt_secret {
+            None => problems.push(format!(
+                "JWT_SECRET_KEY (or JWT_SECRET_KEY_FILE) must be set to a random secret of at least {MIN_JWT_SECRET} bytes"
+            )),
+            Some(s) if s.expose_secret().len() < MIN_JWT_SECRET => problems.push(format!(
+                "JWT_SECRET_KEY must be at least {MIN_JWT_SECRET} bytes (generate one with: openssl rand -hex 32)"
+            )),
+            Some(_) => {}
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("ENVIRONMENT=production refuses to start: {}", problems.join("; ")))
+        }
+    }
+
+    /// The address to listen on.
+    pub fn listen_addr(&self) -> String {
+        if self.host.contains(':') && !self.host.starts_with('[') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars(pairs: &[(&str, &str)]) -> Vars {
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+    }
+
+    #[test]
+    fn defaults_serve_sqlite_on_port_8000_with_auth() {
+        let c = Config::from_vars(&vars(&[])).unwrap();
+        assert_eq!(c.database_url, "sqlite://isocrates.db");
+        assert_eq!(c.port, 8000);
+        assert!(c.auth_enabled);
+        assert!(!c.public_read);
+        assert_eq!(c.log_format, LogFormat::Text);
+    }
+
+    #[test]
+    fn bad_values_name_their_variable() {
+        for (name, value) in [
+            ("PORT", "eighty"),
+            ("PORT", "0"),
+            ("AUTH_ENABLED", "maybe"),
+            ("LOG_FORMAT", "xml"),
+            ("ENVIRONMENT", "staging"),
+            ("DATABASE_URL", "mysql://x"),
+            ("MAX_BODY_BYTES", "-1"),
+        ] {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert!(err.contains(name), "{err}");
+            assert!(!err.contains('\n'));
+        }
+    }
+
+    #[test]
+    fn production_refuses_unsafe_settings_all_together() {
+        let err = Config::from_vars(&vars(&[
+            ("ENVIRONMENT", "production"),
+            ("AUTH_ENABLED", "false"),
+            ("JWT_SECRET_KEY", "short"),
+        ]))
+        .unwrap_err();
+        assert!(err.contains("AUTH_ENABLED") && err.contains("JWT_SECRET_KEY"), "{err}");
+        let ok = Config::from_vars(&vars(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET_KEY", &"k".repeat(32)),
+        ]));
+        assert!(ok.is_ok());
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwt");
+        std::fs::write(&path, "from-a-file\n").unwrap();
+        let c =
+            Config::from_vars(&vars(&[("JWT_SECRET_KEY_FILE", path.to_str().unwrap())])).unwrap();
+        assert_eq!(c.jwt_secret.unwrap().expose_secret(), "from-a-file");
+        let both = vars(&[("JWT_SECRET_KEY", "a"), ("JWT_SECRET_KEY_FILE", "/x")]);
+        assert!(Config::from_vars(&both).unwrap_err().contains("JWT_SECRET_KEY_FILE"));
+        let missing = vars(&[("JWT_SECRET_KEY_FILE", "/nonexistent/secret")]);
+        assert!(Config::from_vars(&missing).unwrap_err().contains("JWT_SECRET_KEY_FILE"));
+    }
+}

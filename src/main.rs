@@ -1,0 +1,222 @@
+//! The `isocrates` binary: parses the command line and the configuration, and wires the
+//! crates together. No behaviour lives here beyond that wiring.
+
+mod config;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use isocrates_api::{ApiConfig, AppState};
+use isocrates_storage::Storage;
+use secrecy::SecretString;
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{Config, LogFormat};
+
+/// IsoCrates writes and maintains the technical documentation of git repositories.
+#[derive(Parser)]
+#[command(name = "isocrates", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the HTTP API.
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage API tokens.
+    Token {
+        #[command(subcommand)]
+        command: TokenCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a service user (or reuse one by subject) and print a token for it.
+    Create {
+        /// The name of the machine or tool the token is for.
+        #[arg(long)]
+        subject: String,
+        /// The token's role; only `service` is minted.
+        #[arg(long, default_value = "service")]
+        role: String,
+        /// Hours until the token expires.
+        #[arg(long, default_value_t = 8760)]
+        expires_hours: i64,
+        /// Where the service may write; everything by default.
+        #[arg(long, default_value = "")]
+        path_prefix: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match Config::from_vars(&config::environment()) {
+        Ok(config) => config,
+        Err(message) => {
+            report(&format!("configuration error: {message}"));
+            return ExitCode::from(2);
+        }
+    };
+    if let Err(message) = init_logging(&config) {
+        report(&format!("configuration error: {message}"));
+        return ExitCode::from(2);
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            report(&format!("error: cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "isocrates stopped");
+            report(&format!("error: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Prints a one-line error for the person at the terminal.
+#[allow(clippy::print_stderr)]
+fn report(line: &str) {
+    eprintln!("{line}");
+}
+
+fn init_logging(config: &Config) -> Result<(), String> {
+    let filter = EnvFilter::try_new(&config.log_level).map_err(|e| {
+        format!("LOG_LEVEL is not a valid filter such as info or isocrates=debug: {e}")
+    })?;
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match config.log_format {
+        LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
+        LogFormat::Text => builder.init(),
+    }
+    Ok(())
+}
+
+async fn run(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Serve => serve(config).await,
+        Command::Migrate => {
+            let storage = open_storage(&config).await?;
+            storage.close().await;
+            Ok(())
+        }
+        Command::Token {
+            command: TokenCommand::Create { subject, role, expires_hours, path_prefix },
+        } => create_token(config, &subject, &role, expires_hours, &path_prefix).await,
+    }
+}
+
+async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    Storage::open(&config.database_url).await.context("opening the database (check DATABASE_URL)")
+}
+
+fn jwt_secret(config: &Config) -> SecretString {
+    match &config.jwt_secret {
+        Some(secret) => secret.clone(),
+        None => {
+            tracing::warn!(
+                "JWT_SECRET_KEY is not set: using a random key, so tokens stop working when \
+                 the server restarts; set JWT_SECRET_KEY to keep them"
+            );
+            let random =
+                format!("{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple());
+            SecretString::from(random)
+        }
+    }
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    let storage = open_storage(&config).await?;
+    let api_config = ApiConfig {
+        auth_enabled: config.auth_enabled,
+        public_read: config.public_read,
+        jwt_secret: jwt_secret(&config),
+        max_body_bytes: config.max_body_bytes,
+    };
+    let state = AppState::new(storage.clone(), api_config).map_err(anyhow::Error::msg)?;
+    let addr = config.listen_addr();
+    let listener = tokio::net::TcpListener::bind(&addr)
+        .await
+        .with_context(|| format!("listening on {addr} (check HOST and PORT)"))?;
+    tracing::info!(
+        addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or(addr),
+        db.backend = storage.backend().name(),
+        auth.enabled = config.auth_enabled,
+        "IsoCrates API listening"
+    );
+    if !config.auth_enabled {
+        tracing::warn!("AUTH_ENABLED=false: every request acts as an admin; never expose this");
+    }
+    let app = isocrates_api::app(state);
+    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")?;
+    storage.close().await;
+    tracing::info!("IsoCrates API stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down");
+}
+
+#[allow(clippy::print_stdout)]
+async fn create_token(
+    config: Config,
+    subject: &str,
+    role: &str,
+    expires_hours: i64,
+    path_prefix: &str,
+) -> anyhow::Result<()> {
+    if role != "service" {
+        anyhow::bail!("--role must be service: only service tokens are minted here");
+    }
+    if !(1..=isocrates_api::routes::users::MAX_TOKEN_HOURS).contains(&expires_hours) {
+        anyhow::bail!(
+            "--expires-hours must be 1 to {}",
+            isocrates_api::routes::users::MAX_TOKEN_HOURS
+        );
+    }
+    let Some(secret) = config.jwt_secret.clone() else {
+        anyhow::bail!(
+            "JWT_SECRET_KEY is not set: set it to the server's secret so the server accepts the token"
+        );
+    };
+    let storage = open_storage(&config).await?;
+    let user =
+        storage.service_user(subject, path_prefix).await.context("creating the service user")?;
+    let keys = isocrates_api::TokenKeys::new(&secret).map_err(anyhow::Error::msg)?;
+    let token = keys.issue(&user, expires_hours).map_err(|e| anyhow::anyhow!("{e}"))?;
+    storage.close().await;
+    println!("{token}");
+    Ok(())
+}

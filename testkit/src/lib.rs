@@ -1,0 +1,275 @@
+//! Test support shared by the crates' test suites: a fresh database per test on SQLite (a
+//! file in a temporary folder) or PostgreSQL (a new database on the local server), a macro
+//! that runs one suite on both, and an in-process client of the API.
+//!
+//! PostgreSQL is found at `ISOCRATES_TEST_POSTGRES_URL` (default
+//! `postgres://postgres@127.0.0.1:5432/postgres`). When it is down the PostgreSQL tests
+//! fail, saying how to start it; they are never skipped.
+
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{Method, Request, StatusCode, header};
+use http_body_util::BodyExt;
+use isocrates_api::{ApiConfig, AppState};
+use isocrates_storage::Storage;
+use serde_json::Value;
+use sqlx::Connection;
+use tower::ServiceExt;
+
+/// The server the PostgreSQL tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("ISOCRATES_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
+}
+
+/// A fresh, migrated database that disappears with the value.
+pub struct TestDb {
+    /// The URL the database answers at.
+    pub url: String,
+    /// The store over it.
+    pub storage: Storage,
+    _dir: Option<tempfile::TempDir>,
+    pg_name: Option<String>,
+}
+
+impl TestDb {
+    /// A new SQLite file in a temporary folder.
+    pub async fn sqlite() -> TestDb {
+        let dir = tempfile::tempdir().expect("create a temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        let storage = Storage::open(&url).await.expect("open a fresh SQLite database");
+        TestDb { url, storage, _dir: Some(dir), pg_name: None }
+    }
+
+    /// A new database on the local PostgreSQL server.
+    pub async fn postgres() -> TestDb {
+        let admin = postgres_admin_url();
+        let name = format!("isocrates_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn =
+            tokio::time::timeout(Duration::from_secs(10), sqlx::PgConnection::connect(&admin))
+                .await
+                .ok()
+                .and_then(Result::ok)
+                .unwrap_or_else(|| {
+                    panic!(
+                        "PostgreSQL is not reachable at {admin}: start it (pg_ctlcluster \
+                     --skip-systemctl-redirect $(ls /etc/postgresql) main start) or set \
+                     ISOCRATES_TEST_POSTGRES_URL"
+                    )
+                });
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+            .execute(&mut conn)
+            .await
+            .expect("create a test database");
+        let _ = conn.close().await;
+        let url = replace_database(&admin, &name);
+        let storage = Storage::open(&url).await.expect("open the fresh PostgreSQL database");
+        TestDb { url, storage, _dir: None, pg_name: Some(name) }
+    }
+}
+
+/// `url` with its database name replaced by `name`.
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[scheme_end..].find('/') {
+        Some(slash) => &base[..scheme_end + slash],
+        None => base,
+    };
+    match query {
+        Some(q) => format!("{base}/{name}?{q}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let Some(name) = self.pg_name.take() else { return };
+        let admin = postgres_admin_url();
+        // Drop runs inside the test's runtime; a thread with its own runtime can block.
+        let _ = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread().enable_all().build()
+            else {
+                return;
+            };
+            runtime.block_on(async {
+                if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
+                    let sql = format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)");
+                    let _ = sqlx::query(sqlx::AssertSqlSafe(sql)).execute(&mut conn).await;
+                    let _ = conn.close().await;
+                }
+            });
+        })
+        .join();
+    }
+}
+
+/// Runs each test once on SQLite and once on PostgreSQL, each with a fresh [`TestDb`].
+///
+/// ```ignore
+/// isocrates_testkit::on_both_backends! {
+///     async fn creates_a_document(db) { ... }
+/// }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($(async fn $name:ident($db:ident) $body:block)*) => {
+        mod sqlite {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $db = $crate::TestDb::sqlite().await;
+                    $body
+                }
+            )*
+        }
+        mod postgres {
+            #[allow(unused_imports)]
+            use super::*;
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let $db = $crate::TestDb::postgres().await;
+                    $body
+                }
+            )*
+        }
+    };
+}
+
+/// The JWT secret of test apps.
+pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
+
+/// The API in-process over a test database, driven request by request.
+pub struct TestApp {
+    /// The database behind it.
+    pub db: TestDb,
+    service: isocrates_api::AppService,
+}
+
+/// One answer of the API.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The body as JSON (`Value::Null` when empty or not JSON).
+    pub body: Value,
+    /// The response headers.
+    pub headers: axum::http::HeaderMap,
+}
+
+impl TestApp {
+    /// The API over `db` with auth on (or off) and the given body limit.
+    pub fn new(db: TestDb, auth_enabled: bool) -> TestApp {
+        TestApp::with_config(db, |c| c.auth_enabled = auth_enabled)
+    }
+
+    /// The API over `db` with a configuration adjusted by `adjust`.
+    pub fn with_config(db: TestDb, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+        let mut config = ApiConfig {
+            auth_enabled: true,
+            public_read: false,
+            jwt_secret: TEST_JWT_SECRET.to_string().into(),
+            max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
+        };
+        adjust(&mut config);
+        let state = AppState::new(db.storage.clone(), config).expect("test app state");
+        TestApp { db, service: isocrates_api::app(state) }
+    }
+
+    /// Sends a request; `body` is sent as JSON when given.
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Answer {
+        let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+        self.call_raw(method, path, token, bytes).await
+    }
+
+    /// Sends a request with a raw body.
+    pub async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Vec<u8>,
+    ) -> Answer {
+        let mut req = Request::builder().method(method).uri(path);
+        if let Some(token) = token {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
+        }
+        if !body.is_empty() {
+            req = req.header(header::CONTENT_TYPE, "application/json");
+        }
+        let req = req.body(Body::from(body)).expect("a valid request");
+        let response = self.service.clone().oneshot(req).await.expect("the service answers");
+        let status = response.status();
+        let headers = response.headers().clone();
+        let bytes = response.into_body().collect().await.expect("read the body").to_bytes();
+        let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        Answer { status, body, headers }
+    }
+
+    /// GET.
+    pub async fn get(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::GET, path, token, None).await
+    }
+
+    /// POST with a JSON body.
+    pub async fn post(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::POST, path, token, Some(body)).await
+    }
+
+    /// PUT with a JSON body.
+    pub async fn put(&self, path: &str, token: Option<&str>, body: Value) -> Answer {
+        self.call(Method::PUT, path, token, Some(body)).await
+    }
+
+    /// DELETE.
+    pub async fn delete(&self, path: &str, token: Option<&str>) -> Answer {
+        self.call(Method::DELETE, path, token, None).await
+    }
+
+    /// Registers the first user (who becomes the admin) and returns its token.
+    pub async fn admin_token(&self) -> String {
+        let body = serde_json::json!({"email": "admin@example.com", "password": "admin-password", "display_name": "Admin"});
+        let answer = self.post("/api/auth/register", None, body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        self.login("admin@example.com", "admin-password").await
+    }
+
+    /// Registers a user with the admin's token and returns `(user_id, token)`.
+    pub async fn user(&self, admin: &str, email: &str) -> (String, String) {
+        let body =
+            serde_json::json!({"email": email, "password": "user-password", "display_name": email});
+        let answer = self.post("/api/auth/register", Some(admin), body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+        let id = answer.body["user_id"].as_str().expect("user_id").to_string();
+        (id, self.login(email, "user-password").await)
+    }
+
+    /// Logs in and returns the token.
+    pub async fn login(&self, email: &str, password: &str) -> String {
+        let body = serde_json::json!({"email": email, "password": password});
+        let answer = self.post("/api/auth/login", None, body).await;
+        assert_eq!(answer.status, StatusCode::OK, "{:?}", answer.body);
+        answer.body["token"].as_str().expect("token").to_string()
+    }
+
+    /// Grants `role` on `prefix` to `user_id`.
+    pub async fn grant(&self, admin: &str, user_id: &str, prefix: &str, role: &str) {
+        let body = serde_json::json!({"path_prefix": prefix, "role": role});
+        let answer =
+            self.post(&format!("/api/auth/users/{user_id}/grants"), Some(admin), body).await;
+        assert_eq!(answer.status, StatusCode::CREATED, "{:?}", answer.body);
+    }
+}

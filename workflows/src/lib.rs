@@ -1,0 +1,21 @@
+//! The documentation workflow: clone, analyze, plan, write and link, version-priority
+//! check, publish.
+//!
+//! Boundary: the only crate that knows what a documentation run is; it reaches the
+//! database only through `isocrates-storage` and the engine. Only the step names are
+//! defined so far; the steps follow.
+
+pub use isocrates_engine::RunStatus;
+
+/// The steps of a documentation run, in order.
+pub const STEPS: [&str; 7] =
+    ["clone", "analyze", "check_early", "plan", "write", "check_final", "publish"];
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn steps_start_with_clone_and_end_with_publish() {
+        assert_eq!(super::STEPS.first(), Some(&"clone"));
+        assert_eq!(super::STEPS.last(), Some(&"publish"));
+    }
+}
