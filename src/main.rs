@@ -74,10 +74,13 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    let serving = matches!(cli.command, Command::Serve);
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!(error = format!("{e:#}"), "isocrates stopped");
+            if serving {
+                tracing::error!(error = format!("{e:#}"), "isocrates stopped");
+            }
             report(&format!("error: {e:#}"));
             ExitCode::FAILURE
         }
@@ -94,7 +97,10 @@ fn init_logging(config: &Config) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.log_level).map_err(|e| {
         format!("LOG_LEVEL is not a valid filter such as info or isocrates=debug: {e}")
     })?;
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     match config.log_format {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).init(),
         LogFormat::Text => builder.init(),

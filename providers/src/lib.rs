@@ -24,9 +24,11 @@ pub struct Usage {
     pub output_tokens: u64,
 }
 
-impl Usage {
+impl std::ops::Add for Usage {
+    type Output = Usage;
+
     /// The sum of two counts.
-    pub fn add(self, other: Usage) -> Usage {
+    fn add(self, other: Usage) -> Usage {
         Usage {
             input_tokens: self.input_tokens + other.input_tokens,
             output_tokens: self.output_tokens + other.output_tokens,
@@ -41,7 +43,7 @@ mod tests {
     #[test]
     fn usage_adds_up() {
         let total = Usage { input_tokens: 3, output_tokens: 4 }
-            .add(Usage { input_tokens: 1, output_tokens: 2 });
+            + Usage { input_tokens: 1, output_tokens: 2 };
         assert_eq!(total, Usage { input_tokens: 4, output_tokens: 6 });
     }
 }

@@ -121,7 +121,7 @@ fn heading_text(line: &str) -> Option<String> {
 
 fn scan_line(line: &str, section: &Option<String>, links: &mut Vec<WikiLink>) {
     let mut rest = line;
-    while let Some(start) = rest.find(|c| c == '[' || c == '`') {
+    while let Some(start) = rest.find(['[', '`']) {
         let after = &rest[start..];
         if after.starts_with('`') {
             // Skip an inline code span: up to the matching run of backticks.

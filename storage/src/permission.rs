@@ -99,12 +99,12 @@ pub fn check_permission(grants: &[Grant], path: &str, action: Action) -> bool {
     let Some(role) = role_on(grants, path) else {
         return false;
     };
-    match (role, action) {
-        (Role::Admin, _) => true,
-        (Role::Editor | Role::Service, Action::Read | Action::Edit | Action::Delete) => true,
-        (Role::Viewer, Action::Read) => true,
-        _ => false,
-    }
+    matches!(
+        (role, action),
+        (Role::Admin, _)
+            | (Role::Editor | Role::Service, Action::Read | Action::Edit | Action::Delete)
+            | (Role::Viewer, Action::Read)
+    )
 }
 
 #[cfg(test)]

@@ -210,7 +210,11 @@ impl TestApp {
         if !body.is_empty() {
             req = req.header(header::CONTENT_TYPE, "application/json");
         }
-        let req = req.body(Body::from(body)).expect("a valid request");
+        self.send(req.body(Body::from(body)).expect("a valid request")).await
+    }
+
+    /// Sends a request built by the caller.
+    pub async fn send(&self, req: Request<Body>) -> Answer {
         let response = self.service.clone().oneshot(req).await.expect("the service answers");
         let status = response.status();
         let headers = response.headers().clone();

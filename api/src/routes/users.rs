@@ -75,14 +75,15 @@ async fn register(
     MaybeUser(caller): MaybeUser,
     Json(body): Json<RegisterBody>,
 ) -> Result<Response, Error> {
-    check_password(&body.password)?;
     let storage = state.storage();
-    // Refuse early, before paying for a hash, when the caller cannot register anyone.
+    // Refuse early, before judging the input or paying for a hash, when the caller cannot
+    // register anyone.
     if !caller.is_admin() && storage.has_users().await? {
         return Err(Error::Forbidden(
             "registration is closed: only an admin can register users".to_string(),
         ));
     }
+    check_password(&body.password)?;
     let password_hash = hash_off_thread(body.password).await?;
     let user = storage
         .register(

@@ -1,0 +1,230 @@
+//! The document endpoints: upsert by derived id, versions, optimistic locking, moves,
+//! keywords, the trash, and the wikilink graph as clients see it.
+
+use axum::http::StatusCode;
+use isocrates_testkit::{TestApp, on_both_backends};
+use serde_json::{Value, json};
+
+fn id_of(answer: &isocrates_testkit::Answer) -> String {
+    answer.body["id"].as_str().unwrap_or_else(|| panic!("no id in {:?}", answer.body)).to_string()
+}
+
+on_both_backends! {
+    async fn upsert_answers_201_then_200_with_versions(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let body = json!({
+            "title": "Getting Started", "path": "acme/app", "content": "v1",
+            "repo_url": "https://github.com/acme/app.git", "doc_type": "guide",
+            "keywords": ["setup", "setup", " install "], "description": "How to start",
+            "author_type": "ai",
+            "author_metadata": {"generator": "isocrates", "repo_commit_sha": "abc123", "source_files": ["README.md"]}
+        });
+        let created = app.post("/api/docs", Some(&admin), body.clone()).await;
+        assert_eq!(created.status, StatusCode::CREATED, "{:?}", created.body);
+        let id = id_of(&created);
+        let generated = app.post("/api/docs/generate-id", None, json!({"repo_url": "https://github.com/acme/app/", "path": "/acme//app/", "title": "Getting Started", "doc_type": "guide"})).await;
+        assert_eq!(generated.body["doc_id"], id.as_str(), "generate-id normalises like the upsert");
+        assert_eq!(created.body["keywords"], json!(["setup", "install"]));
+        assert_eq!(created.body["repo_url"], "https://github.com/acme/app");
+        assert_eq!(created.body["repo_name"], "acme");
+        assert_eq!(created.body["content_preview"], "v1");
+        assert_eq!(created.body["generation_count"], 1);
+        for field in ["created_at", "updated_at"] {
+            let t = created.body[field].as_str().unwrap();
+            assert!(t.ends_with('Z') && t.len() == 27, "{field} = {t}");
+        }
+
+        let mut again = body.clone();
+        again["content"] = json!("v2");
+        again["author_type"] = json!("human");
+        again["author_metadata"] = json!({"source": "mcp"});
+        let updated = app.post("/api/docs", Some(&admin), again).await;
+        assert_eq!(updated.status, StatusCode::OK);
+        assert_eq!(id_of(&updated), id);
+        assert_eq!(updated.body["generation_count"], 2);
+
+        let versions = app.get(&format!("/api/docs/{id}/versions"), None).await;
+        assert_eq!(versions.status, StatusCode::NOT_FOUND, "no token, auth on: 404");
+        let versions = app.get(&format!("/api/docs/{id}/versions"), Some(&admin)).await;
+        let list = versions.body.as_array().unwrap();
+        assert_eq!(list.len(), 2);
+        assert_eq!(list[0]["author_type"], "human");
+        assert_eq!(list[1]["author_metadata"]["repo_commit_sha"], "abc123");
+        let latest = app.get(&format!("/api/docs/{id}/versions/latest"), Some(&admin)).await;
+        assert_eq!(latest.body["content"], "v2");
+        let version_id = list[1]["version_id"].as_str().unwrap();
+        let one = app.get(&format!("/api/docs/{id}/versions/{version_id}"), Some(&admin)).await;
+        assert_eq!(one.body["content"], "v1");
+        let missing = app.get(&format!("/api/docs/{id}/versions/nope"), Some(&admin)).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND);
+        let paged = app.get(&format!("/api/docs/{id}/versions?skip=1&limit=1"), Some(&admin)).await;
+        assert_eq!(paged.body[0]["content"], "v1");
+    }
+
+    async fn stale_version_is_409_and_keeps_the_content(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let created = app.post("/api/docs", Some(&admin), json!({"title": "Page", "content": "v1"})).await;
+        let id = id_of(&created);
+        let version = created.body["version"].as_i64().unwrap();
+        let ok = app.put(&format!("/api/docs/{id}"), Some(&admin), json!({"content": "mine", "version": version, "author_type": "human"})).await;
+        assert_eq!(ok.status, StatusCode::OK);
+        let stale = app.put(&format!("/api/docs/{id}"), Some(&admin), json!({"content": "theirs", "version": version})).await;
+        assert_eq!(stale.status, StatusCode::CONFLICT);
+        assert_eq!(stale.body["error"], "CONFLICT");
+        let now = app.get(&format!("/api/docs/{id}"), Some(&admin)).await;
+        assert_eq!(now.body["content"], "mine");
+        // Clients that send no version (the MCP server, the agent) always land.
+        let blind = app.put(&format!("/api/docs/{id}"), Some(&admin), json!({"content": "agent"})).await;
+        assert_eq!(blind.status, StatusCode::OK);
+    }
+
+    async fn move_keywords_and_repo_keep_the_id(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let id = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Page", "path": "old", "content": "x"})).await);
+        let moved = app.put(&format!("/api/docs/{id}/move"), Some(&admin), json!({"target_path": "new/place"})).await;
+        assert_eq!(moved.status, StatusCode::OK);
+        assert_eq!(id_of(&moved), id);
+        assert_eq!(moved.body["path"], "new/place");
+        assert_eq!(moved.body["repo_name"], "new");
+        let versions_before = app.get(&format!("/api/docs/{id}/versions"), Some(&admin)).await.body.as_array().unwrap().len();
+        let tagged = app.put(&format!("/api/docs/{id}/keywords"), Some(&admin), json!({"keywords": ["a", "b"]})).await;
+        assert_eq!(tagged.body["keywords"], json!(["a", "b"]));
+        let versions_after = app.get(&format!("/api/docs/{id}/versions"), Some(&admin)).await.body.as_array().unwrap().len();
+        assert_eq!(versions_before, versions_after, "keywords write no version");
+        let repo = app.put(&format!("/api/docs/{id}/repo"), Some(&admin), json!({"repo_url": "https://gitlab.com/x/y.git"})).await;
+        assert_eq!(repo.body["repo_url"], "https://gitlab.com/x/y");
+        let cleared = app.put(&format!("/api/docs/{id}/repo"), Some(&admin), json!({"repo_url": ""})).await;
+        assert_eq!(cleared.body["repo_url"], Value::Null);
+    }
+
+    async fn moving_needs_edit_on_both_paths(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let (uid, user) = app.user(&admin, "e@example.com").await;
+        app.grant(&admin, &uid, "mine", "editor").await;
+        app.grant(&admin, &uid, "theirs", "viewer").await;
+        let id = id_of(&app.post("/api/docs", Some(&user), json!({"title": "P", "path": "mine", "content": "x"})).await);
+        let out = app.put(&format!("/api/docs/{id}/move"), Some(&user), json!({"target_path": "theirs"})).await;
+        assert_eq!(out.status, StatusCode::FORBIDDEN);
+        let inside = app.put(&format!("/api/docs/{id}/move"), Some(&user), json!({"target_path": "mine/sub"})).await;
+        assert_eq!(inside.status, StatusCode::OK);
+    }
+
+    async fn trash_restore_and_permanent_delete(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let id = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Page", "path": "p", "content": "x"})).await);
+        assert_eq!(app.delete(&format!("/api/docs/{id}"), Some(&admin)).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(app.delete(&format!("/api/docs/{id}"), Some(&admin)).await.status, StatusCode::NO_CONTENT, "idempotent");
+        let gone = app.get(&format!("/api/docs/{id}"), Some(&admin)).await;
+        assert_eq!(gone.status, StatusCode::NOT_FOUND);
+        assert_eq!(gone.body["error"], "DOCUMENT_NOT_FOUND");
+        assert_eq!(gone.body["details"]["doc_id"], id.as_str());
+        let trash = app.get("/api/docs/trash", Some(&admin)).await;
+        assert_eq!(trash.body.as_array().unwrap().len(), 1);
+        assert!(trash.body[0]["deleted_at"].is_string());
+
+        let restored = app.post(&format!("/api/docs/{id}/restore"), Some(&admin), json!({})).await;
+        assert_eq!(restored.status, StatusCode::OK);
+        assert_eq!(restored.body["deleted_at"], Value::Null);
+        assert!(app.get("/api/docs/trash", Some(&admin)).await.body.as_array().unwrap().is_empty());
+
+        let (_, editor) = app.user(&admin, "e@example.com").await;
+        assert_eq!(app.delete(&format!("/api/docs/{id}/permanent"), Some(&editor)).await.status, StatusCode::FORBIDDEN);
+        assert_eq!(app.delete(&format!("/api/docs/{id}/permanent"), Some(&admin)).await.status, StatusCode::NO_CONTENT);
+        assert_eq!(app.post(&format!("/api/docs/{id}/restore"), Some(&admin), json!({})).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.delete(&format!("/api/docs/{id}"), Some(&admin)).await.status, StatusCode::NOT_FOUND);
+    }
+
+    async fn upserting_a_trashed_id_restores_it(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let body = json!({"title": "Page", "content": "old"});
+        let id = id_of(&app.post("/api/docs", Some(&admin), body).await);
+        app.delete(&format!("/api/docs/{id}"), Some(&admin)).await;
+        let back = app.post("/api/docs", Some(&admin), json!({"title": "Page", "content": "new"})).await;
+        assert_eq!(back.status, StatusCode::OK);
+        assert_eq!(back.body["content"], "new");
+        assert_eq!(app.get(&format!("/api/docs/{id}"), Some(&admin)).await.status, StatusCode::OK);
+    }
+
+    async fn lists_are_stable_and_filtered(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        for (title, path, repo) in [("B", "r/a", "https://github.com/o/r"), ("A", "r/a", "https://github.com/o/r"), ("C", "s", "")] {
+            app.post("/api/docs", Some(&admin), json!({"title": title, "path": path, "repo_url": repo, "content": "x".repeat(600)})).await;
+        }
+        let all = app.get("/api/docs?limit=1000", Some(&admin)).await;
+        let items = all.body.as_array().unwrap();
+        let titles: Vec<_> = items.iter().map(|d| d["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["A", "B", "C"]);
+        assert!(items[0].get("content").is_none() && items[0].get("repo_url").is_none());
+        assert_eq!(items[0]["content_preview"].as_str().unwrap().chars().count(), 500);
+        let by_repo = app.get("/api/docs?repo_url=https://github.com/o/r.git&limit=100", Some(&admin)).await;
+        assert_eq!(by_repo.body.as_array().unwrap().len(), 2);
+        let by_prefix = app.get("/api/docs?path_prefix=s", Some(&admin)).await;
+        assert_eq!(by_prefix.body[0]["title"], "C");
+        let page = app.get("/api/docs?skip=1&limit=1", Some(&admin)).await;
+        assert_eq!(page.body[0]["title"], "B");
+        for bad in ["limit=0", "limit=1001", "skip=-1", "limit=ten"] {
+            let answer = app.get(&format!("/api/docs?{bad}"), Some(&admin)).await;
+            assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");
+            assert_eq!(answer.body["error"], "INVALID_REQUEST");
+        }
+    }
+
+    async fn wikilinks_become_the_dependency_graph(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let overview = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Overview", "path": "p", "content": "## Start\nRead [[Pre-commit Hooks|the hooks]] and [[Missing Page]]."})).await);
+        let broken = app.get(&format!("/api/docs/{overview}/broken-links"), Some(&admin)).await;
+        assert_eq!(broken.body, json!([
+            {"target": "Missing Page", "resolved": false, "resolved_doc_id": null},
+            {"target": "Pre-commit Hooks", "resolved": false, "resolved_doc_id": null},
+        ]));
+
+        // The target appears later: the waiting link is repaired.
+        let hooks = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "pre commit hooks", "path": "p", "content": "x"})).await);
+        let deps = app.get(&format!("/api/docs/{overview}/dependencies"), Some(&admin)).await;
+        assert_eq!(deps.body["outgoing"][0]["to_doc_id"], hooks.as_str());
+        assert_eq!(deps.body["outgoing"][0]["link_text"], "the hooks");
+        assert_eq!(deps.body["outgoing"][0]["section"], "Start");
+        let back = app.get(&format!("/api/docs/{hooks}/dependencies"), Some(&admin)).await;
+        assert_eq!(back.body["incoming"][0]["from_doc_id"], overview.as_str());
+        let resolved = app.get("/api/docs/resolve/?target=pre-commit-hooks", Some(&admin)).await;
+        assert_eq!(resolved.body, json!({"target": "pre-commit-hooks", "doc_id": hooks}));
+        let resolved = app.get("/api/docs/resolve?target=nothing", Some(&admin)).await;
+        assert_eq!(resolved.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get("/api/dependencies", Some(&admin)).await.body.as_array().unwrap().len(), 1);
+
+        // A reader without access to the target sees the link as unresolved.
+        let (uid, reader) = app.user(&admin, "r@example.com").await;
+        app.grant(&admin, &uid, "p", "viewer").await;
+        app.put(&format!("/api/docs/{hooks}/move"), Some(&admin), json!({"target_path": "private"})).await;
+        let seen = app.get(&format!("/api/docs/{overview}/broken-links"), Some(&reader)).await;
+        assert_eq!(seen.body[1]["resolved"], false);
+        let deps = app.get(&format!("/api/docs/{overview}/dependencies"), Some(&reader)).await;
+        assert_eq!(deps.body["outgoing"], json!([]));
+        assert_eq!(app.get("/api/dependencies", Some(&reader)).await.body, json!([]));
+
+        // Manual edges: self and cycles are refused.
+        let other = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Other", "path": "p", "content": ""})).await);
+        let edge = |from: &str, to: &str| json!({"from_doc_id": from, "to_doc_id": to, "link_type": "depends_on"});
+        let self_edge = app.post(&format!("/api/docs/{other}/dependencies"), Some(&admin), edge(&other, &other)).await;
+        assert_eq!(self_edge.body["error"], "SELF_DEPENDENCY");
+        let first = app.post(&format!("/api/docs/{other}/dependencies"), Some(&admin), edge(&other, &overview)).await;
+        assert_eq!(first.status, StatusCode::CREATED, "{:?}", first.body);
+        let cycle = app.post(&format!("/api/docs/{overview}/dependencies"), Some(&admin), edge(&overview, &other)).await;
+        assert_eq!(cycle.status, StatusCode::BAD_REQUEST);
+        assert_eq!(cycle.body["error"], "CIRCULAR_DEPENDENCY");
+        let viewer_edge = app.post(&format!("/api/docs/{overview}/dependencies"), Some(&reader), edge(&overview, &other)).await;
+        assert_eq!(viewer_edge.status, StatusCode::FORBIDDEN);
+
+        let reindex = app.post("/api/dependencies/reindex", Some(&admin), json!({})).await;
+        assert_eq!(reindex.body["documents_processed"], 3);
+        assert_eq!(app.post("/api/dependencies/reindex", Some(&reader), json!({})).await.status, StatusCode::FORBIDDEN);
+    }
+}

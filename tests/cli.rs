@@ -1,0 +1,238 @@
+//! The `isocrates` binary as an operator runs it: `serve` on a real port, `migrate`,
+//! `token create`, and configuration errors that stop start-up with one line.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use isocrates_testkit::on_both_backends;
+use serde_json::{Value, json};
+
+const SECRET: &str = "cli-test-secret-cli-test-secret-0123456789";
+
+fn isocrates(dir: &Path, db_url: &str) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_isocrates"));
+    cmd.current_dir(dir)
+        .env_clear()
+        .env("DATABASE_URL", db_url)
+        .env("JWT_SECRET_KEY", SECRET)
+        .env("LOG_LEVEL", "info");
+    cmd
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// A running `isocrates serve`, stopped when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn start(dir: &Path, db_url: &str) -> Server {
+        let port = free_port();
+        let child = isocrates(dir, db_url)
+            .arg("serve")
+            .env("PORT", port.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start isocrates serve");
+        let server = Server { child, port };
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if server.try_call("GET", "/health", None, None).is_some() {
+                return server;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("isocrates serve did not answer /health within 30 s");
+    }
+
+    fn try_call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<&Value>,
+    ) -> Option<(u16, Value)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        stream.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+        let body = body.map(Value::to_string).unwrap_or_default();
+        let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+        let request = format!(
+            "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}\
+             Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).ok()?;
+        let mut raw = Vec::new();
+        stream.read_to_end(&mut raw).ok()?;
+        let text = String::from_utf8_lossy(&raw);
+        let status = text.split(' ').nth(1)?.parse().ok()?;
+        let (head, payload) = text.split_once("\r\n\r\n")?;
+        let payload = if head.to_ascii_lowercase().contains("transfer-encoding: chunked") {
+            dechunk(payload)
+        } else {
+            payload.to_string()
+        };
+        Some((status, serde_json::from_str(&payload).unwrap_or(Value::Null)))
+    }
+
+    fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        self.try_call(method, path, token, body.as_ref())
+            .unwrap_or_else(|| panic!("{method} {path} got no answer"))
+    }
+}
+
+fn dechunk(body: &str) -> String {
+    let mut out = String::new();
+    let mut rest = body;
+    while let Some((size, after)) = rest.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        if n == 0 || after.len() < n {
+            break;
+        }
+        out.push_str(&after[..n]);
+        rest = after[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).to_string()
+}
+
+on_both_backends! {
+    async fn serve_answers_an_operator_setup_over_http(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.url.clone();
+        let dir_path = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let server = Server::start(&dir_path, &url);
+            let (status, health) = server.call("GET", "/health", None, None);
+            assert_eq!(status, 200);
+            assert_eq!(health["status"], "healthy");
+
+            let (status, _) = server.call("POST", "/api/auth/register", None, Some(json!({"email": "admin@example.com", "password": "admin-password", "display_name": "Admin"})));
+            assert_eq!(status, 201);
+            let (status, login) = server.call("POST", "/api/auth/login", None, Some(json!({"email": "admin@example.com", "password": "admin-password"})));
+            assert_eq!(status, 200);
+            let admin = login["token"].as_str().unwrap().to_string();
+
+            let second = json!({"email": "dev@example.com", "password": "dev-password", "display_name": "Dev"});
+            assert_eq!(server.call("POST", "/api/auth/register", None, Some(second.clone())).0, 403);
+            let (status, dev) = server.call("POST", "/api/auth/register", Some(&admin), Some(second));
+            assert_eq!(status, 201);
+            let dev_id = dev["user_id"].as_str().unwrap();
+            let grant = json!({"path_prefix": "backend-product-a", "role": "editor"});
+            assert_eq!(server.call("POST", &format!("/api/auth/users/{dev_id}/grants"), Some(&admin), Some(grant)).0, 201);
+            let (_, login) = server.call("POST", "/api/auth/login", None, Some(json!({"email": "dev@example.com", "password": "dev-password"})));
+            let dev_token = login["token"].as_str().unwrap().to_string();
+            let (status, doc) = server.call("POST", "/api/docs", Some(&dev_token), Some(json!({"title": "API", "path": "backend-product-a", "content": "x"})));
+            assert_eq!(status, 201);
+            let id = doc["id"].as_str().unwrap();
+            assert_eq!(server.call("PUT", &format!("/api/docs/{id}"), Some(&dev_token), Some(json!({"content": "y"}))).0, 200);
+            assert_eq!(server.call("POST", "/api/docs", Some(&dev_token), Some(json!({"title": "No", "path": "elsewhere", "content": "x"}))).0, 403);
+            assert_eq!(server.call("GET", &format!("/api/docs/{id}"), None, None).0, 404);
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn token_create_mints_a_token_the_server_accepts(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.url.clone();
+        let dir_path = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let output = isocrates(&dir_path, &url)
+                .args(["token", "create", "--subject", "doc-agent", "--role", "service"])
+                .output()
+                .unwrap();
+            assert!(output.status.success(), "{}", stderr(&output));
+            let token = String::from_utf8(output.stdout).unwrap().trim().to_string();
+            assert_eq!(token.split('.').count(), 3, "a JWT on stdout");
+
+            let server = Server::start(&dir_path, &url);
+            let (status, me) = server.call("GET", "/api/auth/me", Some(&token), None);
+            assert_eq!(status, 200);
+            assert_eq!(me["user"]["role"], "service");
+            let (status, _) = server.call("POST", "/api/docs", Some(&token), Some(json!({"title": "Generated", "content": "x"})));
+            assert_eq!(status, 201);
+        })
+        .await
+        .unwrap();
+    }
+}
+
+#[test]
+fn migrate_logs_each_migration_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
+    let first = isocrates(dir.path(), &url).arg("migrate").output().unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert_eq!(stderr(&first).matches("applied migration").count(), 1, "{}", stderr(&first));
+    let second = isocrates(dir.path(), &url).arg("migrate").output().unwrap();
+    assert!(second.status.success());
+    assert!(!stderr(&second).contains("applied migration"));
+    assert!(stderr(&second).contains("up to date"));
+}
+
+#[test]
+fn bad_configuration_stops_with_one_line_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, value) in
+        [("PORT", "eighty"), ("AUTH_ENABLED", "perhaps"), ("DATABASE_URL", "mysql://x")]
+    {
+        let output =
+            isocrates(dir.path(), "sqlite://x.db").env(name, value).arg("serve").output().unwrap();
+        assert_eq!(output.status.code(), Some(2), "{name}");
+        let text = stderr(&output);
+        assert_eq!(text.trim().lines().count(), 1, "{text}");
+        assert!(text.contains(name), "{text}");
+    }
+    let production = isocrates(dir.path(), "sqlite://x.db")
+        .env("ENVIRONMENT", "production")
+        .env("JWT_SECRET_KEY", "short")
+        .env("AUTH_ENABLED", "false")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(production.status.code(), Some(2));
+    let text = stderr(&production);
+    assert!(text.contains("AUTH_ENABLED") && text.contains("JWT_SECRET_KEY"), "{text}");
+}
+
+#[test]
+fn token_create_without_a_secret_says_what_to_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("t.db").display());
+    let output = isocrates(dir.path(), &url)
+        .env_remove("JWT_SECRET_KEY")
+        .args(["token", "create", "--subject", "x"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let text = stderr(&output);
+    assert!(
+        text.lines().any(|l| l.starts_with("error:") && l.contains("JWT_SECRET_KEY")),
+        "{text}"
+    );
+}
