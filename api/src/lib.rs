@@ -1,7 +1,7 @@
 //! The HTTP API of IsoCrates (axum). It is the only crate that knows status codes and JSON
 //! shapes: [`error`] holds the one error envelope, [`auth`] the tokens, passwords and the
 //! caller extractors, [`model`] the JSON shapes, and [`routes`] one module per section of
-//! the contract (service, users and grants, documents, wikilinks).
+//! the contract (service, users and grants, documents, search, wikilinks).
 
 pub mod auth;
 pub mod error;
@@ -86,6 +86,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
         .merge(routes::links::routes())
+        .merge(routes::search::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

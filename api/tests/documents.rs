@@ -227,4 +227,68 @@ on_both_backends! {
         assert_eq!(reindex.body["documents_processed"], 3);
         assert_eq!(app.post("/api/dependencies/reindex", Some(&reader), json!({})).await.status, StatusCode::FORBIDDEN);
     }
+    async fn recent_lists_newest_changes_first(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let mut ids = Vec::new();
+        for title in ["One", "Two", "Three"] {
+            ids.push(id_of(&app.post("/api/docs", Some(&admin), json!({"title": title, "content": "x"})).await));
+        }
+        app.put(&format!("/api/docs/{}", ids[0]), Some(&admin), json!({"content": "touched"})).await;
+        let recent = app.get("/api/docs/recent?limit=2", Some(&admin)).await;
+        let titles: Vec<_> = recent.body.as_array().unwrap().iter().map(|d| d["title"].as_str().unwrap()).collect();
+        assert_eq!(titles, ["One", "Three"]);
+        assert_eq!(app.get("/api/docs/recent", None).await.body, json!([]));
+        assert_eq!(app.get("/api/docs/recent?limit=101", Some(&admin)).await.status, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+
+    async fn batch_titles_answer_only_readable_ids(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let open = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Open", "path": "pub", "content": "x"})).await);
+        let closed = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Closed", "path": "priv", "content": "x"})).await);
+        let (uid, reader) = app.user(&admin, "r@example.com").await;
+        app.grant(&admin, &uid, "pub", "viewer").await;
+        let answer = app.post("/api/docs/batch-titles", Some(&reader), json!({"doc_ids": [open, closed, "doc-missing"]})).await;
+        assert_eq!(answer.body, json!({ open.clone(): "Open" }));
+        let many: Vec<String> = (0..150).map(|i| format!("doc-{i}")).chain([open.clone()]).collect();
+        let capped = app.post("/api/docs/batch-titles", Some(&admin), json!({"doc_ids": many})).await;
+        assert_eq!(capped.body, json!({}), "only the first 100 ids are looked up");
+    }
+
+    async fn batch_operations_check_each_document(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let (uid, editor) = app.user(&admin, "e@example.com").await;
+        app.grant(&admin, &uid, "team", "editor").await;
+        let mine = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Mine", "path": "team", "content": "x", "keywords": ["a"]})).await);
+        let other = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Other", "path": "elsewhere", "content": "x"})).await);
+
+        let add = app.post("/api/docs/batch", Some(&editor), json!({"operation": "add_keywords", "doc_ids": [mine, other], "params": {"keywords": ["b"]}})).await;
+        assert_eq!(add.body["total"], 2);
+        assert_eq!(add.body["succeeded"], 1);
+        assert_eq!(add.body["failed"], 1);
+        assert_eq!(add.body["errors"][0]["doc_id"], other.as_str());
+        assert_eq!(app.get(&format!("/api/docs/{mine}"), Some(&admin)).await.body["keywords"], json!(["a", "b"]));
+        let remove = app.post("/api/docs/batch", Some(&editor), json!({"operation": "remove_keywords", "doc_ids": [mine], "params": {"keywords": ["a"]}})).await;
+        assert_eq!(remove.body["succeeded"], 1);
+        assert_eq!(app.get(&format!("/api/docs/{mine}"), Some(&admin)).await.body["keywords"], json!(["b"]));
+
+        let moved = app.post("/api/docs/batch", Some(&editor), json!({"operation": "move", "doc_ids": [mine], "params": {"target_path": "outside"}})).await;
+        assert_eq!(moved.body["failed"], 1, "the move target needs edit too");
+        let moved = app.post("/api/docs/batch", Some(&editor), json!({"operation": "move", "doc_ids": [mine], "params": {"target_path": "team/sub"}})).await;
+        assert_eq!(moved.body["succeeded"], 1);
+
+        let deleted = app.post("/api/docs/batch", Some(&editor), json!({"operation": "delete", "doc_ids": [mine, other, "doc-missing"]})).await;
+        assert_eq!(deleted.body["succeeded"], 1);
+        assert_eq!(deleted.body["failed"], 2);
+        assert_eq!(app.get(&format!("/api/docs/{mine}"), Some(&admin)).await.status, StatusCode::NOT_FOUND);
+        assert_eq!(app.get(&format!("/api/docs/{other}"), Some(&admin)).await.status, StatusCode::OK);
+
+        let unknown = app.post("/api/docs/batch", Some(&editor), json!({"operation": "explode", "doc_ids": []})).await;
+        assert_eq!(unknown.status, StatusCode::UNPROCESSABLE_ENTITY);
+        let no_target = app.post("/api/docs/batch", Some(&editor), json!({"operation": "move", "doc_ids": [mine]})).await;
+        assert_eq!(no_target.status, StatusCode::BAD_REQUEST);
+        assert_eq!(app.post("/api/docs/batch", None, json!({"operation": "delete", "doc_ids": []})).await.status, StatusCode::UNAUTHORIZED);
+    }
 }

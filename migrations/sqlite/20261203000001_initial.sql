@@ -29,8 +29,11 @@ CREATE TABLE grants (
     PRIMARY KEY (user_id, path_prefix)
 );
 
+-- `seq` aliases the rowid, so it never changes (a VACUUM may renumber a plain rowid); the
+-- full-text index refers to documents by it.
 CREATE TABLE documents (
-    id               TEXT PRIMARY KEY,
+    seq              INTEGER PRIMARY KEY,
+    id               TEXT NOT NULL UNIQUE,
     repo_url         TEXT,
     repo_name        TEXT,
     path             TEXT NOT NULL,

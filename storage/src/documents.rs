@@ -194,7 +194,7 @@ impl ReadScope {
     }
 
     /// Appends ` AND (...)` restricting `column` to the scope.
-    fn restrict(&self, q: &mut QueryBuilder, column: &'static str) {
+    pub(crate) fn restrict(&self, q: &mut QueryBuilder, column: &'static str) {
         let ReadScope::Under(prefixes) = self else {
             return;
         };
@@ -229,7 +229,7 @@ pub struct ListFilter {
 }
 
 #[derive(sqlx::FromRow)]
-struct DocumentRow {
+pub(crate) struct DocumentRow {
     id: String,
     repo_url: Option<String>,
     repo_name: Option<String>,
@@ -561,6 +561,56 @@ impl Storage {
             .bind(filter.limit)
             .push(" OFFSET ")
             .bind(filter.skip);
+        let (sql, args) = q.finish();
+        Ok(self
+            .db
+            .fetch_all::<DocumentRow>(sql, args)
+            .await?
+            .into_iter()
+            .map(Document::from)
+            .collect())
+    }
+
+    /// Active documents in the scope, most recently changed first.
+    pub async fn recent_documents(
+        &self,
+        scope: &ReadScope,
+        limit: i64,
+    ) -> Result<Vec<Document>, Error> {
+        let mut q = QueryBuilder::new("SELECT ");
+        q.push(DOC_COLUMNS).push(" FROM documents WHERE deleted_at IS NULL");
+        scope.restrict(&mut q, "path");
+        q.push(" ORDER BY updated_at DESC, id LIMIT ").bind(limit);
+        let (sql, args) = q.finish();
+        Ok(self
+            .db
+            .fetch_all::<DocumentRow>(sql, args)
+            .await?
+            .into_iter()
+            .map(Document::from)
+            .collect())
+    }
+
+    /// The active documents among `ids` that are in the scope, without their content.
+    pub async fn documents_by_id(
+        &self,
+        ids: &[String],
+        scope: &ReadScope,
+    ) -> Result<Vec<Document>, Error> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut q = QueryBuilder::new("SELECT ");
+        q.push(DOC_COLUMNS).push(" FROM documents WHERE deleted_at IS NULL AND id IN (");
+        for (i, id) in ids.iter().enumerate() {
+            if i > 0 {
+                q.push(", ");
+            }
+            q.bind(id.as_str());
+        }
+        q.push(")");
+        scope.restrict(&mut q, "path");
+        q.push(" ORDER BY id");
         let (sql, args) = q.finish();
         Ok(self
             .db

@@ -4,7 +4,7 @@
 //! [`Storage`] is the handle every other crate holds. Each concern lives in its own module:
 //! [`users`] (accounts and grants), [`documents`] (documents and versions), [`links`]
 //! (wikilinks and dependencies), [`permission`] (the rule that decides access) and [`ids`]
-//! (the derived ids and the normalisation behind them).
+//! (the derived ids and the normalisation behind them) and [`search`] (full-text search).
 
 pub mod audit;
 mod db;
@@ -12,6 +12,7 @@ pub mod documents;
 pub mod ids;
 pub mod links;
 pub mod permission;
+pub mod search;
 pub mod users;
 
 use std::collections::HashSet;

@@ -27,6 +27,9 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/docs", post(create).get(list))
         .route("/api/docs/trash", get(trash))
+        .route("/api/docs/recent", get(recent))
+        .route("/api/docs/batch", post(batch))
+        .route("/api/docs/batch-titles", post(batch_titles))
         .route("/api/docs/generate-id", post(generate_id))
         .route("/api/docs/{doc_id}", get(show).put(update).delete(soft_delete))
         .route("/api/docs/{doc_id}/move", put(move_doc))
@@ -397,4 +400,148 @@ async fn version(
     version
         .map(|v| axum::Json(VersionOut::from(v)))
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: version_id })
+}
+
+#[derive(Deserialize)]
+struct RecentQuery {
+    #[serde(default = "twenty")]
+    limit: i64,
+}
+
+fn twenty() -> i64 {
+    20
+}
+
+async fn recent(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(q): Query<RecentQuery>,
+) -> Result<axum::Json<Vec<DocumentListItem>>, Error> {
+    let limit = bounded("limit", q.limit, 1, 100)?;
+    let docs = state.storage().recent_documents(&caller.scope(), limit).await?;
+    Ok(axum::Json(docs.into_iter().map(DocumentListItem::from).collect()))
+}
+
+/// The most ids one `batch-titles` call looks up.
+const BATCH_TITLES: usize = 100;
+/// The most ids one batch operation takes.
+const MAX_BATCH: usize = 1000;
+
+#[derive(Deserialize)]
+struct TitlesBody {
+    doc_ids: Vec<String>,
+}
+
+async fn batch_titles(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Json(body): Json<TitlesBody>,
+) -> Result<axum::Json<serde_json::Map<String, Value>>, Error> {
+    let ids: Vec<String> = body.doc_ids.into_iter().take(BATCH_TITLES).collect();
+    let docs = state.storage().documents_by_id(&ids, &caller.scope()).await?;
+    Ok(axum::Json(docs.into_iter().map(|d| (d.id, Value::String(d.title))).collect()))
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum BatchOperation {
+    Delete,
+    Move,
+    AddKeywords,
+    RemoveKeywords,
+}
+
+#[derive(Deserialize, Default)]
+struct BatchParams {
+    #[serde(default)]
+    target_path: Option<String>,
+    #[serde(default)]
+    keywords: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct BatchBody {
+    operation: BatchOperation,
+    doc_ids: Vec<String>,
+    #[serde(default)]
+    params: Option<BatchParams>,
+}
+
+/// Applies one operation to many documents, each checked on its own: one that fails is
+/// reported and the others go on.
+async fn batch(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Json(body): Json<BatchBody>,
+) -> Result<axum::Json<Value>, Error> {
+    if body.doc_ids.len() > MAX_BATCH {
+        return Err(Error::invalid("doc_ids", format!("at most {MAX_BATCH} ids per batch")));
+    }
+    let params = body.params.unwrap_or_default();
+    let target = match (&body.operation, &params.target_path) {
+        (BatchOperation::Move, None) => {
+            return Err(Error::validation("params.target_path", "a move needs params.target_path"));
+        }
+        (BatchOperation::Move, Some(path)) => Some(check_path("params.target_path", path)?),
+        _ => None,
+    };
+    if matches!(body.operation, BatchOperation::AddKeywords | BatchOperation::RemoveKeywords)
+        && params.keywords.is_empty()
+    {
+        return Err(Error::validation("params.keywords", "this operation needs params.keywords"));
+    }
+    let mut errors = Vec::new();
+    let mut succeeded = 0;
+    for id in &body.doc_ids {
+        let outcome =
+            batch_one(&state, &caller, id, &body.operation, target.as_deref(), &params.keywords)
+                .await;
+        match outcome {
+            Ok(()) => succeeded += 1,
+            Err(e) => errors.push(json!({ "doc_id": id, "error": e.to_string() })),
+        }
+    }
+    Ok(axum::Json(json!({
+        "total": body.doc_ids.len(),
+        "succeeded": succeeded,
+        "failed": errors.len(),
+        "errors": errors,
+    })))
+}
+
+async fn batch_one(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    operation: &BatchOperation,
+    target: Option<&str>,
+    keywords: &[String],
+) -> Result<(), Error> {
+    let storage = state.storage();
+    match operation {
+        BatchOperation::Delete => {
+            let doc = any_readable(state, caller, id).await?;
+            require_delete(state, caller, &doc).await?;
+            storage.trash_document(id).await?;
+            audit(state, caller, "document.delete", id, Value::Null).await;
+        }
+        BatchOperation::Move => {
+            let target = target.unwrap_or_default();
+            changeable(state, caller, id, Action::Edit).await?;
+            caller.require(target, Action::Edit)?;
+            storage.move_document(id, target).await?;
+            audit(state, caller, "document.move", id, Value::Null).await;
+        }
+        BatchOperation::AddKeywords | BatchOperation::RemoveKeywords => {
+            let doc = changeable(state, caller, id, Action::Edit).await?;
+            let mut current = doc.keywords;
+            if matches!(operation, BatchOperation::AddKeywords) {
+                current.extend(keywords.iter().cloned());
+            } else {
+                current.retain(|k| !keywords.iter().any(|r| r.trim() == k));
+            }
+            storage.set_keywords(id, current).await?;
+        }
+    }
+    Ok(())
 }

@@ -2,6 +2,7 @@
 
 pub mod docs;
 pub mod links;
+pub mod search;
 pub mod service;
 pub mod users;
 

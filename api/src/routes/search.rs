@@ -1,0 +1,120 @@
+//! `GET /api/docs/search/`: full-text search over the documents the caller may read.
+
+use axum::Router;
+use axum::extract::State;
+use axum::routing::get;
+use chrono::{DateTime, NaiveDate, NaiveTime, Utc};
+use isocrates_storage::Timestamp;
+use isocrates_storage::search::SearchQuery;
+use serde::{Deserialize, Serialize};
+
+use crate::AppState;
+use crate::auth::MaybeUser;
+use crate::error::Error;
+use crate::extract::{Query, bounded};
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/docs/search", get(search))
+}
+
+/// The longest query accepted.
+const MAX_QUERY: usize = 1000;
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: String,
+    #[serde(default = "twenty")]
+    limit: i64,
+    path_prefix: Option<String>,
+    keywords: Option<String>,
+    date_from: Option<String>,
+    date_to: Option<String>,
+}
+
+fn twenty() -> i64 {
+    20
+}
+
+/// One hit as the contract shows it.
+#[derive(Serialize)]
+struct Hit {
+    id: String,
+    repo_name: Option<String>,
+    path: String,
+    title: String,
+    doc_type: String,
+    keywords: Vec<String>,
+    description: Option<String>,
+    content_preview: String,
+    updated_at: Timestamp,
+    generation_count: i64,
+    rank: f64,
+    snippet: String,
+}
+
+/// Parses `2026-12-03` (the start or, with `end_of_day`, the end of that day) or a full
+/// RFC 3339 time.
+fn parse_date(field: &str, value: &str, end_of_day: bool) -> Result<Timestamp, Error> {
+    let value = value.trim();
+    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
+        return Ok(Timestamp::from(t.with_timezone(&Utc)));
+    }
+    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d")
+        .map_err(|_| Error::invalid(field, "use a date such as 2026-12-03 or an RFC 3339 time"))?;
+    let time = if end_of_day {
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or_default()
+    } else {
+        NaiveTime::MIN
+    };
+    Ok(Timestamp::from(day.and_time(time).and_utc()))
+}
+
+async fn search(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(p): Query<SearchParams>,
+) -> Result<axum::Json<Vec<Hit>>, Error> {
+    let length = p.q.chars().count();
+    if p.q.trim().is_empty() || length > MAX_QUERY {
+        return Err(Error::invalid("q", format!("must be 1 to {MAX_QUERY} characters")));
+    }
+    let query = SearchQuery {
+        limit: bounded("limit", p.limit, 1, 100)?,
+        path_prefix: p.path_prefix.filter(|s| !s.trim().is_empty()),
+        keywords: p
+            .keywords
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(str::to_string)
+            .take(50)
+            .collect(),
+        date_from: p.date_from.as_deref().map(|d| parse_date("date_from", d, false)).transpose()?,
+        date_to: p.date_to.as_deref().map(|d| parse_date("date_to", d, true)).transpose()?,
+        scope: caller.scope(),
+        text: p.q,
+    };
+    let hits = state.storage().search(&query).await?;
+    Ok(axum::Json(
+        hits.into_iter()
+            .map(|h| {
+                let d = h.document;
+                Hit {
+                    content_preview: d.content_preview(),
+                    id: d.id,
+                    repo_name: d.repo_name,
+                    path: d.path,
+                    title: d.title,
+                    doc_type: d.doc_type,
+                    keywords: d.keywords,
+                    description: d.description,
+                    updated_at: d.updated_at,
+                    generation_count: d.generation_count,
+                    rank: h.rank,
+                    snippet: h.snippet,
+                }
+            })
+            .collect(),
+    ))
+}

@@ -1,0 +1,311 @@
+//! Full-text search over title, description, path and content: FTS5 on SQLite, a weighted
+//! `tsvector` on PostgreSQL. A query is parsed here, never by the database, so no input can
+//! make it fail: plain words are prefix terms joined by AND, `"quoted words"` are phrases,
+//! `OR` separates alternatives and a leading `-` excludes a term. Grants and filters apply
+//! inside the query; snippets are HTML-escaped with hits wrapped in `<mark>`.
+
+use crate::db::{Db, QueryBuilder};
+use crate::documents::{Document, ReadScope};
+use crate::{Error, Storage, Timestamp};
+
+/// A search request.
+#[derive(Debug, Clone)]
+pub struct SearchQuery {
+    /// What the user typed.
+    pub text: String,
+    /// The most hits to return.
+    pub limit: i64,
+    /// Only documents at or below this path.
+    pub path_prefix: Option<String>,
+    /// Only documents with any of these keywords.
+    pub keywords: Vec<String>,
+    /// Only documents changed at or after this time.
+    pub date_from: Option<Timestamp>,
+    /// Only documents changed at or before this time.
+    pub date_to: Option<Timestamp>,
+    /// What the caller may read.
+    pub scope: ReadScope,
+}
+
+/// One hit.
+#[derive(Debug, Clone)]
+pub struct SearchHit {
+    /// The document.
+    pub document: Document,
+    /// Relevance; higher is better.
+    pub rank: f64,
+    /// A short excerpt, HTML-escaped, with hits in `<mark>`.
+    pub snippet: String,
+}
+
+/// A term of a parsed query: one or more tokens that must appear together, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Term {
+    tokens: Vec<String>,
+    negated: bool,
+}
+
+/// Alternatives (joined by OR) of terms that must all match (joined by AND).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Parsed {
+    groups: Vec<Vec<Term>>,
+}
+
+/// The tokens of a piece of text as both indexes see them: runs of letters and digits,
+/// lower-cased.
+fn tokens(text: &str) -> Vec<String> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(str::to_lowercase)
+        .collect()
+}
+
+/// The longest query text considered; the rest is ignored.
+const MAX_QUERY_CHARS: usize = 1000;
+/// The most terms a query keeps.
+const MAX_TERMS: usize = 32;
+
+fn parse(text: &str) -> Parsed {
+    let text: String = text.chars().take(MAX_QUERY_CHARS).collect();
+    // Unbalanced quotes mean the query cannot parse: read it as plain words.
+    let quotes_balanced = text.matches('"').count() % 2 == 0;
+    let mut pieces: Vec<(String, bool)> = Vec::new(); // (text, quoted)
+    if quotes_balanced {
+        for (i, part) in text.split('"').enumerate() {
+            if i % 2 == 1 {
+                pieces.push((part.to_string(), true));
+            } else {
+                pieces.extend(part.split_whitespace().map(|w| (w.to_string(), false)));
+            }
+        }
+    } else {
+        pieces.extend(text.split_whitespace().map(|w| (w.replace('"', " "), false)));
+    }
+
+    let mut groups = vec![Vec::new()];
+    let mut negate_next = false;
+    let mut count = 0;
+    for (piece, quoted) in pieces {
+        if !quoted && piece == "OR" {
+            groups.push(Vec::new());
+            continue;
+        }
+        if !quoted && piece == "-" {
+            negate_next = true;
+            continue;
+        }
+        let (negated, body) = match piece.strip_prefix('-') {
+            Some(rest) if !quoted && !rest.is_empty() => (true, rest.to_string()),
+            _ => (std::mem::take(&mut negate_next), piece),
+        };
+        let toks = tokens(&body);
+        if toks.is_empty() || count >= MAX_TERMS {
+            continue;
+        }
+        count += 1;
+        if let Some(group) = groups.last_mut() {
+            group.push(Term { tokens: toks, negated });
+        }
+    }
+    // A group of exclusions alone would match everything not excluded: drop it.
+    groups.retain(|g| g.iter().any(|t| !t.negated));
+    Parsed { groups }
+}
+
+/// The FTS5 expression of a parsed query, or `None` when it has no term.
+fn fts5_expression(parsed: &Parsed) -> Option<String> {
+    let term = |t: &Term| {
+        let quoted: Vec<String> = t.tokens.iter().map(|tok| format!("\"{tok}\"")).collect();
+        format!("({}*)", quoted.join(" + "))
+    };
+    let groups: Vec<String> = parsed
+        .groups
+        .iter()
+        .map(|g| {
+            let positive: Vec<String> = g.iter().filter(|t| !t.negated).map(term).collect();
+            let mut expr = format!("({})", positive.join(" AND "));
+            for negative in g.iter().filter(|t| t.negated) {
+                expr = format!("({expr} NOT {})", term(negative));
+            }
+            expr
+        })
+        .collect();
+    (!groups.is_empty()).then(|| groups.join(" OR "))
+}
+
+/// The `to_tsquery` text of a parsed query, or `None` when it has no term.
+fn tsquery_expression(parsed: &Parsed) -> Option<String> {
+    let term = |t: &Term| {
+        let last = t.tokens.len() - 1;
+        let parts: Vec<String> = t
+            .tokens
+            .iter()
+            .enumerate()
+            .map(|(i, tok)| if i == last { format!("'{tok}':*") } else { format!("'{tok}'") })
+            .collect();
+        let phrase = format!("({})", parts.join(" <-> "));
+        if t.negated { format!("!{phrase}") } else { phrase }
+    };
+    let groups: Vec<String> = parsed
+        .groups
+        .iter()
+        .map(|g| format!("({})", g.iter().map(term).collect::<Vec<_>>().join(" & ")))
+        .collect();
+    (!groups.is_empty()).then(|| groups.join(" | "))
+}
+
+/// Markers the databases put around hits; characters from Unicode's private use area, which
+/// cannot collide with a real `<mark>` in the text once it is escaped.
+const HIT_START: &str = "\u{e000}";
+const HIT_END: &str = "\u{e001}";
+
+/// Escapes a snippet for HTML and turns the hit markers into `<mark>` elements.
+fn render_snippet(raw: &str) -> String {
+    let mut out = String::with_capacity(raw.len() + 16);
+    for c in raw.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            '\u{e000}' => out.push_str("<mark>"),
+            '\u{e001}' => out.push_str("</mark>"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[derive(sqlx::FromRow)]
+struct HitRow {
+    #[sqlx(flatten)]
+    doc: crate::documents::DocumentRow,
+    score: f64,
+    snippet: Option<String>,
+}
+
+const HIT_COLUMNS: &str = "d.id, d.repo_url, d.repo_name, d.path, d.title, d.content, d.doc_type, \
+     d.keywords, d.description, d.created_at, d.updated_at, d.generation_count, d.version, \
+     d.deleted_at, d.is_indexed";
+
+impl Storage {
+    /// Searches active documents in the caller's scope, best first.
+    pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, Error> {
+        let parsed = parse(&query.text);
+        let mut q = match &self.db {
+            Db::Sqlite(_) => {
+                let Some(expr) = fts5_expression(&parsed) else { return Ok(Vec::new()) };
+                let mut q = QueryBuilder::new("SELECT ");
+                q.push(HIT_COLUMNS)
+                    .push(", -bm25(documents_fts, 10.0, 4.0, 2.0, 1.0) AS score, snippet(documents_fts, -1, ")
+                    .bind(HIT_START)
+                    .push(", ")
+                    .bind(HIT_END)
+                    .push(", '…', 24) AS snippet FROM documents_fts JOIN documents d ON d.seq = documents_fts.rowid WHERE documents_fts MATCH ")
+                    .bind(expr);
+                q
+            }
+            Db::Postgres(_) => {
+                let Some(expr) = tsquery_expression(&parsed) else { return Ok(Vec::new()) };
+                let mut q = QueryBuilder::new("SELECT ");
+                q.push(HIT_COLUMNS)
+                    .push(", CAST(ts_rank(d.search_vector, q) AS DOUBLE PRECISION) AS score, ts_headline('simple', d.title || ' ' || coalesce(d.description, '') || ' ' || d.content, q, ")
+                    .bind(format!("StartSel={HIT_START}, StopSel={HIT_END}, MaxWords=30, MinWords=12, MaxFragments=2, FragmentDelimiter=\" … \""))
+                    .push(") AS snippet FROM documents d, to_tsquery('simple', ")
+                    .bind(expr)
+                    .push(") q WHERE d.search_vector @@ q");
+                q
+            }
+        };
+        q.push(" AND d.deleted_at IS NULL");
+        if let Some(prefix) = &query.path_prefix {
+            q.push(" AND ")
+                .path_under("d.path", &crate::documents::check_path("path_prefix", prefix)?);
+        }
+        if !query.keywords.is_empty() {
+            q.push(" AND EXISTS (SELECT 1 FROM ");
+            q.push(match self.db {
+                Db::Sqlite(_) => "json_each(d.keywords) AS k",
+                Db::Postgres(_) => "jsonb_array_elements_text(d.keywords) AS k(value)",
+            });
+            q.push(" WHERE k.value IN (");
+            for (i, keyword) in query.keywords.iter().enumerate() {
+                if i > 0 {
+                    q.push(", ");
+                }
+                q.bind(keyword.as_str());
+            }
+            q.push("))");
+        }
+        if let Some(from) = query.date_from {
+            q.push(" AND d.updated_at >= ").bind(from);
+        }
+        if let Some(to) = query.date_to {
+            q.push(" AND d.updated_at <= ").bind(to);
+        }
+        query.scope.restrict(&mut q, "d.path");
+        q.push(" ORDER BY score DESC, d.id LIMIT ").bind(query.limit);
+        let (sql, args) = q.finish();
+        let rows: Vec<HitRow> = self.db.fetch_all(sql, args).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SearchHit {
+                snippet: render_snippet(r.snippet.as_deref().unwrap_or_default()),
+                rank: r.score,
+                document: Document::from(r.doc),
+            })
+            .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fts(text: &str) -> Option<String> {
+        fts5_expression(&parse(text))
+    }
+
+    fn ts(text: &str) -> Option<String> {
+        tsquery_expression(&parse(text))
+    }
+
+    #[test]
+    fn plain_words_are_prefix_terms_joined_by_and() {
+        assert_eq!(fts("Setup guide").as_deref(), Some("((\"setup\"*) AND (\"guide\"*))"));
+        assert_eq!(ts("Setup guide").as_deref(), Some("(('setup':*) & ('guide':*))"));
+    }
+
+    #[test]
+    fn phrases_alternatives_and_exclusions() {
+        assert_eq!(
+            ts("\"quick start\" OR intro -draft").as_deref(),
+            Some("(('quick' <-> 'start':*)) | (('intro':*) & !('draft':*))")
+        );
+        assert_eq!(fts("intro -draft").as_deref(), Some("(((\"intro\"*)) NOT (\"draft\"*))"));
+        assert_eq!(ts("pre-commit").as_deref(), Some("(('pre' <-> 'commit':*))"));
+    }
+
+    #[test]
+    fn what_cannot_parse_is_read_as_plain_words() {
+        assert_eq!(ts("\"unbalanced quote").as_deref(), Some("(('unbalanced':*) & ('quote':*))"));
+        for junk in ["", "   ", "!!! ***", "-only", "OR OR", "( ) : ^ \\", "'", "NEAR(a b)"] {
+            let expr = fts(junk);
+            if let Some(e) = &expr {
+                assert!(!e.contains('\'') && !e.contains('\\'), "{junk}: {e}");
+            }
+        }
+        assert_eq!(ts("it's"), Some("(('it' <-> 's':*))".to_string()));
+        assert!(fts("-only").is_none());
+    }
+
+    #[test]
+    fn snippets_are_escaped_and_marked() {
+        let raw = format!("<script>x</script> {HIT_START}hit{HIT_END} & more");
+        assert_eq!(
+            render_snippet(&raw),
+            "&lt;script&gt;x&lt;/script&gt; <mark>hit</mark> &amp; more"
+        );
+    }
+}
