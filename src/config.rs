@@ -46,11 +46,14 @@ pub struct Config {
 pub type Vars = HashMap<String, String>;
 
 /// The process environment, after loading `.env` from the working folder if there is one.
-/// Variables already set win over the file.
-pub fn environment() -> Vars {
-    // A missing .env is the normal case; a malformed one is reported by the caller's log.
-    let _ = dotenvy::dotenv();
-    std::env::vars().collect()
+/// Variables already set win over the file; a `.env` that cannot be parsed is an error.
+pub fn environment() -> Result<Vars, String> {
+    match dotenvy::dotenv() {
+        Ok(_) => {}
+        Err(e) if e.not_found() => {}
+        Err(e) => return Err(format!(".env cannot be read: {e}; fix the line or remove the file")),
+    }
+    Ok(std::env::vars().collect())
 }
 
 fn get<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {

@@ -56,7 +56,7 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match Config::from_vars(&config::environment()) {
+    let config = match config::environment().and_then(|vars| Config::from_vars(&vars)) {
         Ok(config) => config,
         Err(message) => {
             report(&format!("configuration error: {message}"));
@@ -203,25 +203,23 @@ async fn create_token(
     expires_hours: i64,
     path_prefix: &str,
 ) -> anyhow::Result<()> {
-    if role != "service" {
-        anyhow::bail!("--role must be service: only service tokens are minted here");
-    }
-    if !(1..=isocrates_api::routes::users::MAX_TOKEN_HOURS).contains(&expires_hours) {
-        anyhow::bail!(
-            "--expires-hours must be 1 to {}",
-            isocrates_api::routes::users::MAX_TOKEN_HOURS
-        );
-    }
     let Some(secret) = config.jwt_secret.clone() else {
         anyhow::bail!(
             "JWT_SECRET_KEY is not set: set it to the server's secret so the server accepts the token"
         );
     };
-    let storage = open_storage(&config).await?;
-    let user =
-        storage.service_user(subject, path_prefix).await.context("creating the service user")?;
     let keys = isocrates_api::TokenKeys::new(&secret).map_err(anyhow::Error::msg)?;
-    let token = keys.issue(&user, expires_hours).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let storage = open_storage(&config).await?;
+    let minted = isocrates_api::auth::mint_service_token(
+        &storage,
+        &keys,
+        subject,
+        role,
+        expires_hours,
+        path_prefix,
+    )
+    .await;
+    let (_, token) = minted.map_err(|e| anyhow::anyhow!("{e}"))?;
     storage.close().await;
     println!("{token}");
     Ok(())

@@ -188,7 +188,15 @@ fn migrate_logs_each_migration_once() {
     let url = format!("sqlite://{}", dir.path().join("fresh.db").display());
     let first = isocrates(dir.path(), &url).arg("migrate").output().unwrap();
     assert!(first.status.success(), "{}", stderr(&first));
-    assert_eq!(stderr(&first).matches("applied migration").count(), 1, "{}", stderr(&first));
+    let migrations = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/migrations/sqlite"))
+        .unwrap()
+        .count();
+    assert_eq!(
+        stderr(&first).matches("applied migration").count(),
+        migrations,
+        "{}",
+        stderr(&first)
+    );
     let second = isocrates(dir.path(), &url).arg("migrate").output().unwrap();
     assert!(second.status.success());
     assert!(!stderr(&second).contains("applied migration"));
@@ -218,6 +226,16 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
     assert_eq!(production.status.code(), Some(2));
     let text = stderr(&production);
     assert!(text.contains("AUTH_ENABLED") && text.contains("JWT_SECRET_KEY"), "{text}");
+}
+
+#[test]
+fn a_malformed_env_file_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".env"), "PORT=8001\nthis line is not an assignment\n").unwrap();
+    let output = isocrates(dir.path(), "sqlite://x.db").arg("migrate").output().unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    let text = stderr(&output);
+    assert!(text.contains(".env") && text.trim().lines().count() == 1, "{text}");
 }
 
 #[test]

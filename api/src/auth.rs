@@ -18,6 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::AppState;
 use crate::error::Error;
+use crate::middleware::RequestId;
 
 /// The issuer claim of every token.
 pub const ISSUER: &str = "isocrates";
@@ -95,6 +96,33 @@ impl TokenKeys {
     }
 }
 
+/// The longest life of a service token, in hours (ten years).
+pub const MAX_TOKEN_HOURS: i64 = 87_600;
+
+/// Creates (or reuses, by subject) a service user with an editor grant on `path_prefix`
+/// and signs a token for it that lasts `hours`. Only the `service` role is minted.
+pub async fn mint_service_token(
+    storage: &isocrates_storage::Storage,
+    keys: &TokenKeys,
+    subject: &str,
+    role: &str,
+    hours: i64,
+    path_prefix: &str,
+) -> Result<(User, String), Error> {
+    if Role::parse(role, "role")? != Role::Service {
+        return Err(Error::validation("role", "tokens are minted for the service role only"));
+    }
+    if !(1..=MAX_TOKEN_HOURS).contains(&hours) {
+        return Err(Error::validation(
+            "expires_hours",
+            format!("expires_hours must be 1 to {MAX_TOKEN_HOURS}"),
+        ));
+    }
+    let user = storage.service_user(subject, path_prefix).await?;
+    let token = keys.issue(&user, hours)?;
+    Ok((user, token))
+}
+
 /// Hashes a password with argon2id and a fresh salt. Slow on purpose: call it off the
 /// async threads.
 pub fn hash_password(password: &str) -> Result<String, Error> {
@@ -123,22 +151,34 @@ pub struct Caller {
     pub grants: Vec<Grant>,
     /// The global role, when there is one.
     pub role: Option<Role>,
+    /// The id of the request, for audit rows.
+    pub request_id: Option<String>,
 }
 
 impl Caller {
     fn from_user(user: User) -> Caller {
-        Caller { grants: user.grants.clone(), role: Some(user.role), user: Some(user) }
+        Caller {
+            grants: user.grants.clone(),
+            role: Some(user.role),
+            user: Some(user),
+            request_id: None,
+        }
     }
 
     /// With auth off and no token: everything allowed, as an admin with a root grant.
     fn development() -> Caller {
-        Caller { user: None, grants: vec![Grant::root(Role::Admin)], role: Some(Role::Admin) }
+        Caller {
+            user: None,
+            grants: vec![Grant::root(Role::Admin)],
+            role: Some(Role::Admin),
+            request_id: None,
+        }
     }
 
     /// With auth on and no token: no grants, or a root viewer grant when reads are public.
     fn anonymous(public_read: bool) -> Caller {
         let grants = if public_read { vec![Grant::root(Role::Viewer)] } else { vec![] };
-        Caller { user: None, grants, role: None }
+        Caller { user: None, grants, role: None, request_id: None }
     }
 
     /// The user id, for audit rows.
@@ -220,8 +260,7 @@ impl FromRequestParts<AppState> for MaybeUser {
             None if !state.config().auth_enabled => Caller::development(),
             None => Caller::anonymous(state.config().public_read),
         };
-        record_user(&caller);
-        Ok(MaybeUser(caller))
+        Ok(MaybeUser(identify(caller, parts)))
     }
 }
 
@@ -242,8 +281,7 @@ impl FromRequestParts<AppState> for AuthUser {
                 ));
             }
         };
-        record_user(&caller);
-        Ok(AuthUser(caller))
+        Ok(AuthUser(identify(caller, parts)))
     }
 }
 
@@ -264,9 +302,12 @@ impl FromRequestParts<AppState> for AdminUser {
     }
 }
 
-/// Names the caller on the request's span, so the request log line carries it.
-fn record_user(caller: &Caller) {
+/// Names the caller on the request's span, so the request log line carries it, and gives
+/// the caller the request's id.
+fn identify(mut caller: Caller, parts: &Parts) -> Caller {
     if let Some(user) = &caller.user {
         tracing::Span::current().record("user.id", user.id.as_str());
     }
+    caller.request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+    caller
 }

@@ -6,7 +6,7 @@
 pub mod auth;
 pub mod error;
 pub mod extract;
-mod middleware;
+pub mod middleware;
 pub mod model;
 pub mod routes;
 

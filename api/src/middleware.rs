@@ -18,6 +18,10 @@ pub static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The handling time header, in milliseconds.
 pub static RESPONSE_TIME: HeaderName = HeaderName::from_static("x-response-time");
 
+/// The id of the request being handled, for handlers that record it (audit rows).
+#[derive(Debug, Clone)]
+pub struct RequestId(pub String);
+
 /// Whether a client's request id can be used: 1 to 64 of `[A-Za-z0-9._-]`.
 fn acceptable_request_id(id: &str) -> bool {
     (1..=64).contains(&id.len())
@@ -36,6 +40,7 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         req.headers_mut().insert(REQUEST_ID.clone(), value);
     }
+    req.extensions_mut().insert(RequestId(request_id.clone()));
     let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();

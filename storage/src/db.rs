@@ -472,7 +472,7 @@ impl QueryBuilder {
         self
     }
 
-    /// Appends `(path = $n OR substr(path, 1, length($n) + 1) = $n || '/')`: true when
+    /// Appends `(column = $n OR substr(column, 1, length($n) + 1) = $n || '/')`: true when
     /// `column` is `prefix` or lies below it on a segment boundary. An empty prefix matches
     /// every path.
     pub(crate) fn path_under(&mut self, column: &'static str, prefix: &str) -> &mut Self {

@@ -22,7 +22,7 @@ pub struct Document {
     pub repo_name: Option<String>,
     /// Its folder, normalised; `""` is the top.
     pub path: String,
-    /// Its title, unique within its path and repository.
+    /// Its title; with the path and repository it derives the id.
     pub title: String,
     /// Markdown.
     pub content: String,
@@ -715,16 +715,26 @@ impl Storage {
         .await
     }
 
-    /// Sets or clears (`None`) the repository URL.
+    /// Sets or clears (`None`) the repository URL. Links that break ties by repository
+    /// are redrawn.
     pub async fn set_repo_url(&self, id: &str, repo_url: Option<&str>) -> Result<Document, Error> {
         let repo_url = check_repo_url(repo_url)?;
-        self.update_active(
-            id,
-            "UPDATE documents SET repo_url = $1, updated_at = $2, version = version + 1 \
-             WHERE id = $3 AND deleted_at IS NULL",
-            args![repo_url, Timestamp::now(), id],
-        )
-        .await
+        let mut tx = self.db.begin().await?;
+        let changed = tx
+            .execute(
+                "UPDATE documents SET repo_url = $1, updated_at = $2, version = version + 1 \
+                 WHERE id = $3 AND deleted_at IS NULL",
+                args![repo_url, Timestamp::now(), id],
+            )
+            .await?;
+        if changed == 0 {
+            return Err(Error::not_found("document", id));
+        }
+        let doc = load(&mut tx, id).await?.ok_or_else(|| Error::not_found("document", id))?;
+        links::replace_outgoing(&mut tx, &doc).await?;
+        links::repair(&mut tx, &doc_keys(&doc)).await?;
+        tx.commit().await?;
+        Ok(doc)
     }
 
     async fn update_active(

@@ -113,11 +113,6 @@ impl Storage {
         self.db.backend()
     }
 
-    /// The pool, for crates that keep their own tables beside ours (the engine).
-    pub fn db(&self) -> &Db {
-        &self.db
-    }
-
     /// Applies the embedded migrations of this backend, logging one line per migration
     /// applied. Other components (apalis) share SQLite's `_sqlx_migrations` table, so
     /// migrations recorded there but unknown here are ignored.

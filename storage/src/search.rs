@@ -68,7 +68,7 @@ const MAX_TERMS: usize = 32;
 fn parse(text: &str) -> Parsed {
     let text: String = text.chars().take(MAX_QUERY_CHARS).collect();
     // Unbalanced quotes mean the query cannot parse: read it as plain words.
-    let quotes_balanced = text.matches('"').count() % 2 == 0;
+    let quotes_balanced = text.matches('"').count().is_multiple_of(2);
     let mut pieces: Vec<(String, bool)> = Vec::new(); // (text, quoted)
     if quotes_balanced {
         for (i, part) in text.split('"').enumerate() {

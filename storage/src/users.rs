@@ -208,14 +208,34 @@ impl Storage {
         Ok(row.is_some())
     }
 
-    /// A user with its grants, by id.
+    /// A user with its grants, by id. One query: every authenticated request asks it.
     pub async fn user(&self, id: &str) -> Result<Option<User>, Error> {
-        let sql = format!("SELECT {USER_COLUMNS} FROM users WHERE id = $1");
-        let Some(row) = self.db.fetch_optional::<UserRow>(sql, args![id]).await? else {
-            return Ok(None);
-        };
-        let grants = self.grants(id).await?;
-        Ok(Some(row.into_user(grants)))
+        #[derive(sqlx::FromRow)]
+        struct Joined {
+            #[sqlx(flatten)]
+            user: UserRow,
+            grant_prefix: Option<String>,
+            grant_role: Option<String>,
+        }
+        let rows: Vec<Joined> = self
+            .db
+            .fetch_all(
+                "SELECT u.id, u.email, u.display_name, u.role, u.is_active, u.is_service, \
+                 u.created_at, u.password_hash, g.path_prefix AS grant_prefix, g.role AS grant_role \
+                 FROM users u LEFT JOIN grants g ON g.user_id = u.id \
+                 WHERE u.id = $1 ORDER BY g.path_prefix",
+                args![id],
+            )
+            .await?;
+        let mut grants = Vec::new();
+        let mut user = None;
+        for row in rows {
+            if let (Some(path_prefix), Some(role)) = (row.grant_prefix, row.grant_role) {
+                grants.push(GrantRow { path_prefix, role });
+            }
+            user.get_or_insert(row.user);
+        }
+        Ok(user.map(|u| u.into_user(grants_of(grants))))
     }
 
     /// A user and its password hash, by email, for login.

@@ -33,13 +33,14 @@ pub(crate) async fn audit(
     target: &str,
     details: Value,
 ) {
-    record(state, caller.user_id(), action, target, details).await;
+    record(state, caller.user_id(), caller.request_id.clone(), action, target, details).await;
 }
 
 /// Records an audit row; a failure to record is logged, never fatal to the request.
 pub(crate) async fn record(
     state: &AppState,
     actor_id: Option<String>,
+    request_id: Option<String>,
     action: &'static str,
     target: &str,
     details: Value,
@@ -49,7 +50,7 @@ pub(crate) async fn record(
         action,
         target: Some(target.to_string()),
         details: (!details.is_null()).then_some(details),
-        request_id: None,
+        request_id,
     };
     if let Err(e) = state.storage().audit(entry).await {
         tracing::warn!(error = %e, action, "could not write an audit row");

@@ -22,8 +22,6 @@ use crate::routes::audit;
 pub const MIN_PASSWORD: usize = 8;
 /// The longest password accepted; it bounds the cost of hashing.
 pub const MAX_PASSWORD: usize = 1024;
-/// The longest life of a service token, in hours (ten years).
-pub const MAX_TOKEN_HOURS: i64 = 87_600;
 /// The life of a service token when none is asked, in hours (one year).
 pub const DEFAULT_TOKEN_HOURS: i64 = 8_760;
 
@@ -103,6 +101,7 @@ struct LoginBody {
 
 async fn login(
     State(state): State<AppState>,
+    request_id: Option<axum::Extension<crate::middleware::RequestId>>,
     Json(body): Json<LoginBody>,
 ) -> Result<axum::Json<Value>, Error> {
     let invalid = || Error::Unauthorized("Invalid email or password".to_string());
@@ -127,7 +126,8 @@ async fn login(
     }
     let token = state.keys().issue(&user, LOGIN_TOKEN_HOURS)?;
     let caller_id = Some(user.id.clone());
-    crate::routes::record(&state, caller_id, "auth.login", &user.id, Value::Null).await;
+    let request_id = request_id.map(|r| r.0.0);
+    crate::routes::record(&state, caller_id, request_id, "auth.login", &user.id, Value::Null).await;
     Ok(axum::Json(json!({ "token": token, "user": UserOut::from(&user) })))
 }
 
@@ -256,18 +256,16 @@ async fn create_token(
     AdminUser(caller): AdminUser,
     Json(body): Json<TokenBody>,
 ) -> Result<Response, Error> {
-    if Role::parse(&body.role, "role")? != Role::Service {
-        return Err(Error::validation("role", "tokens are minted for the service role only"));
-    }
     let hours = body.expires_hours.unwrap_or(DEFAULT_TOKEN_HOURS);
-    if !(1..=MAX_TOKEN_HOURS).contains(&hours) {
-        return Err(Error::validation(
-            "expires_hours",
-            format!("expires_hours must be 1 to {MAX_TOKEN_HOURS}"),
-        ));
-    }
-    let user = state.storage().service_user(&body.subject, &body.path_prefix).await?;
-    let token = state.keys().issue(&user, hours)?;
+    let (user, token) = crate::auth::mint_service_token(
+        state.storage(),
+        state.keys(),
+        &body.subject,
+        &body.role,
+        hours,
+        &body.path_prefix,
+    )
+    .await?;
     audit(&state, &caller, "token.create", &user.id, json!({ "expires_hours": hours })).await;
     Ok((StatusCode::CREATED, axum::Json(json!({ "token": token, "user_id": user.id })))
         .into_response())
