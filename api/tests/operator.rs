@@ -6,6 +6,21 @@ use axum::http::StatusCode;
 use isocrates_testkit::{TestApp, on_both_backends};
 use serde_json::json;
 
+/// Sends the registrations concurrently.
+async fn futures_join(
+    app: &TestApp,
+    bodies: [serde_json::Value; 4],
+) -> Vec<isocrates_testkit::Answer> {
+    let [a, b, c, d] = bodies;
+    let (a, b, c, d) = tokio::join!(
+        app.post("/api/auth/register", None, a),
+        app.post("/api/auth/register", None, b),
+        app.post("/api/auth/register", None, c),
+        app.post("/api/auth/register", None, d),
+    );
+    vec![a, b, c, d]
+}
+
 fn page(title: &str, path: &str) -> serde_json::Value {
     json!({"title": title, "path": path, "content": format!("# {title}")})
 }
@@ -145,6 +160,16 @@ on_both_backends! {
         assert_eq!(app.get("/api/docs", Some(&token)).await.status, StatusCode::UNAUTHORIZED);
         let login = app.post("/api/auth/login", None, json!({"email": "u@example.com", "password": "user-password"})).await;
         assert_eq!(login.status, StatusCode::UNAUTHORIZED);
+    }
+
+    async fn two_first_registrations_at_once_make_one_admin(db) {
+        let app = TestApp::new(db, true);
+        let body = |i: usize| json!({"email": format!("first{i}@example.com"), "password": "first-password", "display_name": "First"});
+        let answers = futures_join(&app, [body(0), body(1), body(2), body(3)]).await;
+        let created: Vec<_> = answers.iter().filter(|a| a.status == StatusCode::CREATED).collect();
+        assert_eq!(created.len(), 1, "{answers:?}");
+        assert_eq!(created[0].body["role"], "admin");
+        assert!(answers.iter().all(|a| a.status == StatusCode::CREATED || a.status == StatusCode::FORBIDDEN));
     }
 
     async fn login_failures_say_the_same_thing(db) {
