@@ -1,7 +1,7 @@
 //! The JSON shapes of the contract, built from the store's types.
 
 use isocrates_storage::Timestamp;
-use isocrates_storage::documents::{Document, Version};
+use isocrates_storage::documents::{Document, PREVIEW_CHARS, Version};
 use isocrates_storage::links::Dependency;
 use isocrates_storage::users::User;
 use serde::Serialize;
@@ -50,63 +50,29 @@ impl From<&User> for UserOut {
     }
 }
 
-/// `Document` of the contract.
+/// `Document` of the contract: a [`DocumentListItem`] with its content, repository URL and
+/// creation time.
 #[derive(Debug, Clone, Serialize)]
 pub struct DocumentOut {
-    /// Id.
-    pub id: String,
+    /// The fields lists show.
+    #[serde(flatten)]
+    pub item: DocumentListItem,
     /// Repository URL.
     pub repo_url: Option<String>,
-    /// Repository name.
-    pub repo_name: Option<String>,
-    /// Folder.
-    pub path: String,
-    /// Title.
-    pub title: String,
     /// Markdown.
     pub content: String,
-    /// Kind of page.
-    pub doc_type: String,
-    /// Keywords.
-    pub keywords: Vec<String>,
-    /// Description.
-    pub description: Option<String>,
-    /// First 500 characters of the content.
-    pub content_preview: String,
     /// Created.
     pub created_at: Timestamp,
-    /// Last changed.
-    pub updated_at: Timestamp,
-    /// Versions of the content written.
-    pub generation_count: i64,
-    /// Optimistic-lock counter.
-    pub version: i64,
-    /// When trashed.
-    pub deleted_at: Option<Timestamp>,
-    /// Whether search indexed it.
-    pub is_indexed: bool,
 }
 
 impl From<Document> for DocumentOut {
-    fn from(d: Document) -> DocumentOut {
-        DocumentOut {
-            content_preview: d.content_preview(),
-            id: d.id,
-            repo_url: d.repo_url,
-            repo_name: d.repo_name,
-            path: d.path,
-            title: d.title,
-            content: d.content,
-            doc_type: d.doc_type,
-            keywords: d.keywords,
-            description: d.description,
-            created_at: d.created_at,
-            updated_at: d.updated_at,
-            generation_count: d.generation_count,
-            version: d.version,
-            deleted_at: d.deleted_at,
-            is_indexed: d.is_indexed,
-        }
+    fn from(mut d: Document) -> DocumentOut {
+        let content = std::mem::take(&mut d.content);
+        let repo_url = d.repo_url.take();
+        let created_at = d.created_at;
+        let mut item = DocumentListItem::from(d);
+        item.content_preview = content.chars().take(PREVIEW_CHARS).collect();
+        DocumentOut { item, repo_url, content, created_at }
     }
 }
 

@@ -561,14 +561,7 @@ impl Storage {
             .bind(filter.limit)
             .push(" OFFSET ")
             .bind(filter.skip);
-        let (sql, args) = q.finish();
-        Ok(self
-            .db
-            .fetch_all::<DocumentRow>(sql, args)
-            .await?
-            .into_iter()
-            .map(Document::from)
-            .collect())
+        self.fetch_documents(q).await
     }
 
     /// Active documents in the scope, most recently changed first.
@@ -581,14 +574,7 @@ impl Storage {
         q.push(DOC_COLUMNS).push(" FROM documents WHERE deleted_at IS NULL");
         scope.restrict(&mut q, "path");
         q.push(" ORDER BY updated_at DESC, id LIMIT ").bind(limit);
-        let (sql, args) = q.finish();
-        Ok(self
-            .db
-            .fetch_all::<DocumentRow>(sql, args)
-            .await?
-            .into_iter()
-            .map(Document::from)
-            .collect())
+        self.fetch_documents(q).await
     }
 
     /// The active documents among `ids` that are in the scope, without their content.
@@ -611,14 +597,7 @@ impl Storage {
         q.push(")");
         scope.restrict(&mut q, "path");
         q.push(" ORDER BY id");
-        let (sql, args) = q.finish();
-        Ok(self
-            .db
-            .fetch_all::<DocumentRow>(sql, args)
-            .await?
-            .into_iter()
-            .map(Document::from)
-            .collect())
+        self.fetch_documents(q).await
     }
 
     /// The number of active documents.
@@ -737,6 +716,12 @@ impl Storage {
         Ok(doc)
     }
 
+    async fn fetch_documents(&self, q: QueryBuilder) -> Result<Vec<Document>, Error> {
+        let (sql, args) = q.finish();
+        let rows: Vec<DocumentRow> = self.db.fetch_all(sql, args).await?;
+        Ok(rows.into_iter().map(Document::from).collect())
+    }
+
     async fn update_active(
         &self,
         id: &str,
@@ -821,14 +806,7 @@ impl Storage {
         q.push(DOC_COLUMNS).push(" FROM documents WHERE deleted_at IS NOT NULL");
         scope.restrict(&mut q, "path");
         q.push(" ORDER BY deleted_at DESC, id LIMIT ").bind(limit).push(" OFFSET ").bind(skip);
-        let (sql, args) = q.finish();
-        Ok(self
-            .db
-            .fetch_all::<DocumentRow>(sql, args)
-            .await?
-            .into_iter()
-            .map(Document::from)
-            .collect())
+        self.fetch_documents(q).await
     }
 
     /// Versions of a document, newest first.

@@ -12,6 +12,7 @@ use crate::AppState;
 use crate::auth::MaybeUser;
 use crate::error::Error;
 use crate::extract::{Query, bounded};
+use crate::model::DocumentListItem;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/docs/search", get(search))
@@ -35,19 +36,11 @@ fn twenty() -> i64 {
     20
 }
 
-/// One hit as the contract shows it.
+/// One hit as the contract shows it: the document's list fields, its rank and a snippet.
 #[derive(Serialize)]
 struct Hit {
-    id: String,
-    repo_name: Option<String>,
-    path: String,
-    title: String,
-    doc_type: String,
-    keywords: Vec<String>,
-    description: Option<String>,
-    content_preview: String,
-    updated_at: Timestamp,
-    generation_count: i64,
+    #[serde(flatten)]
+    item: DocumentListItem,
     rank: f64,
     snippet: String,
 }
@@ -98,22 +91,10 @@ async fn search(
     let hits = state.storage().search(&query).await?;
     Ok(axum::Json(
         hits.into_iter()
-            .map(|h| {
-                let d = h.document;
-                Hit {
-                    content_preview: d.content_preview(),
-                    id: d.id,
-                    repo_name: d.repo_name,
-                    path: d.path,
-                    title: d.title,
-                    doc_type: d.doc_type,
-                    keywords: d.keywords,
-                    description: d.description,
-                    updated_at: d.updated_at,
-                    generation_count: d.generation_count,
-                    rank: h.rank,
-                    snippet: h.snippet,
-                }
+            .map(|h| Hit {
+                item: DocumentListItem::from(h.document),
+                rank: h.rank,
+                snippet: h.snippet,
             })
             .collect(),
     ))
