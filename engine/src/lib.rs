@@ -1,8 +1,10 @@
 //! The durable workflow engine of IsoCrates: it runs any workflow made of named steps,
 //! survives crashes, and lets operators see and steer every run.
 //!
-//! Boundary: this crate knows nothing of documents, HTTP or LLMs. Only the run states are
-//! defined so far; the runner over apalis follows.
+//! Boundary: this crate knows nothing of documents, HTTP or LLMs. [`core`] holds the
+//! decision rules, free of I/O; the runner over apalis that carries them out follows.
+
+pub mod core;
 
 use serde::{Deserialize, Serialize};
 
