@@ -151,7 +151,7 @@ impl Error {
     }
 
     /// The message shown to the caller; internal causes never are.
-    fn public_message(&self) -> String {
+    pub fn public_message(&self) -> String {
         match self {
             Error::Internal(_) => {
                 "An internal error occurred; the request id identifies it in the logs".to_string()

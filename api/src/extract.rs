@@ -46,27 +46,40 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, Error> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(Error::invalid("body", "a JSON body is required"));
     }
-    let mut de = serde_json::Deserializer::from_slice(bytes);
-    let value: Result<T, _> = serde_path_to_error::deserialize(&mut de);
-    if value.is_ok()
-        && let Err(e) = de.end()
-    {
-        return Err(Error::invalid("body", format!("the body is not valid JSON: {e}")));
+    let tree: serde_json::Value = serde_json::from_slice(bytes)
+        .map_err(|e| Error::invalid("body", format!("the body is not valid JSON: {e}")))?;
+    if let Some(field) = nul_inside(&tree, String::new()) {
+        return Err(Error::invalid(&field, "NUL characters are not accepted"));
     }
+    let value: Result<T, _> = serde_path_to_error::deserialize(tree);
     value.map_err(|e| {
         let path = e.path().to_string();
         let field = if path.is_empty() || path == "." { "body".to_string() } else { path };
-        let inner = e.into_inner();
-        let message = if inner.is_syntax() || inner.is_eof() {
-            format!("the body is not valid JSON: {inner}")
-        } else {
-            inner.to_string()
-        };
+        let message = e.into_inner().to_string();
         Error::InvalidRequest {
             message: format!("{field}: {message}"),
             errors: vec![FieldError { field, message }],
         }
     })
+}
+
+/// The path (`body`, `title`, `keywords[1]`) of the first string in `value` that holds a
+/// NUL character, which no backend stores.
+fn nul_inside(value: &serde_json::Value, at: String) -> Option<String> {
+    let here = || if at.is_empty() { "body".to_string() } else { at.clone() };
+    match value {
+        serde_json::Value::String(s) => s.contains('\0').then(here),
+        serde_json::Value::Array(items) => {
+            items.iter().enumerate().find_map(|(i, v)| nul_inside(v, format!("{}[{i}]", here())))
+        }
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, v)| {
+            if k.contains('\0') {
+                return Some(here());
+            }
+            nul_inside(v, if at.is_empty() { k.clone() } else { format!("{at}.{k}") })
+        }),
+        _ => None,
+    }
 }
 
 /// A query string.
@@ -82,7 +95,11 @@ where
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Error> {
         let query = parts.uri.query().unwrap_or_default();
-        let de = serde_urlencoded::Deserializer::new(form_urlencoded::parse(query.as_bytes()));
+        let pairs = form_urlencoded::parse(query.as_bytes());
+        if let Some((key, _)) = pairs.clone().find(|(k, v)| k.contains('\0') || v.contains('\0')) {
+            return Err(Error::invalid(&key, "NUL characters are not accepted"));
+        }
+        let de = serde_urlencoded::Deserializer::new(pairs);
         serde_path_to_error::deserialize(de).map(Query).map_err(|e| {
             let field = e.path().to_string();
             let field = if field.is_empty() || field == "." { "query".to_string() } else { field };
@@ -107,6 +124,9 @@ where
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Error> {
+        if parts.uri.path().to_ascii_lowercase().contains("%00") {
+            return Err(Error::invalid("path", "NUL characters are not accepted"));
+        }
         axum::extract::Path::<T>::from_request_parts(parts, state)
             .await
             .map(|axum::extract::Path(v)| Path(v))

@@ -54,7 +54,7 @@ on_both_backends! {
             (json!({"title": "  ", "content": "x"}), "title"),
             (json!({"title": "t".repeat(301), "content": "x"}), "title"),
             (json!({"title": "tab\there", "content": "x"}), "title"),
-            (json!({"title": "a", "content": "nul\u{0}"}), "content"),
+            (json!({"title": "a", "content": "bell\u{7}"}), "content"),
             (json!({"title": "a", "content": "x", "path": "p\u{1b}[31m"}), "path"),
             (json!({"title": "a", "content": "x", "description": "d".repeat(5001)}), "description"),
             (json!({"title": "a", "content": "x", "keywords": ["k".repeat(101)]}), "keywords"),
@@ -101,6 +101,36 @@ on_both_backends! {
         assert_envelope(&long_target, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
         let no_target = app.get("/api/docs/resolve", Some(&admin)).await;
         assert_envelope(&no_target, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+    }
+
+    async fn nul_characters_are_refused_everywhere(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let answers = [
+            app.get("/api/docs/doc%00x", Some(&admin)).await,
+            app.get("/api/docs/resolve?target=a%00b", Some(&admin)).await,
+            app.get("/api/docs/search?q=x&keywords=%00", Some(&admin)).await,
+            app.post("/api/auth/login", None, json!({"email": "a\u{0}@x.io", "password": "whatever1"})).await,
+            app.post("/api/docs/batch-titles", Some(&admin), json!({"doc_ids": ["\u{0}"]})).await,
+            app.post("/api/docs", Some(&admin), json!({"title": "t", "content": "c", "author_metadata": {"k": "\u{0}"}})).await,
+        ];
+        for answer in &answers {
+            assert_envelope(answer, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+        }
+        assert_eq!(answers[5].body["details"]["errors"][0]["field"], "author_metadata.k");
+    }
+
+    async fn out_of_range_dates_and_bad_titles_are_refused(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        for date in ["-5000-01-01", "%2B12345-01-01", "10000-01-01"] {
+            let answer = app.get(&format!("/api/docs/search?q=x&date_from={date}"), Some(&admin)).await;
+            assert_envelope(&answer, StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST");
+        }
+        let slash = app.post("/api/docs/generate-id", None, json!({"title": "a/b"})).await;
+        assert_envelope(&slash, StatusCode::BAD_REQUEST, "VALIDATION_ERROR");
+        let empty = app.post("/api/docs/generate-id", None, json!({"title": "", "doc_type": "api"})).await;
+        assert_eq!(empty.status, StatusCode::OK);
     }
 
     async fn client_request_ids_are_echoed_when_well_formed(db) {

@@ -100,6 +100,18 @@ on_both_backends! {
         assert_eq!(cleared.body["repo_url"], Value::Null);
     }
 
+    async fn a_moved_document_cannot_be_rewritten_through_its_old_path(db) {
+        let app = TestApp::new(db, true);
+        let admin = app.admin_token().await;
+        let (uid, editor) = app.user(&admin, "e@example.com").await;
+        app.grant(&admin, &uid, "public", "editor").await;
+        let id = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Plan", "path": "public", "content": "original"})).await);
+        app.put(&format!("/api/docs/{id}/move"), Some(&admin), json!({"target_path": "secret"})).await;
+        let hijack = app.post("/api/docs", Some(&editor), json!({"title": "Plan", "path": "public", "content": "hijack"})).await;
+        assert_eq!(hijack.status, StatusCode::FORBIDDEN, "{:?}", hijack.body);
+        assert_eq!(app.get(&format!("/api/docs/{id}"), Some(&admin)).await.body["content"], "original");
+    }
+
     async fn moving_needs_edit_on_both_paths(db) {
         let app = TestApp::new(db, true);
         let admin = app.admin_token().await;

@@ -22,6 +22,7 @@ async fn seed(app: &TestApp, token: &str) {
         json!({"title": "Glossary", "path": "eng", "content": "Terms.", "description": "Words about kubernetes clusters"}),
         json!({"title": "Secrets", "path": "private", "content": "deployment keys live here"}),
         json!({"title": "Script Safety", "path": "eng", "content": "Never run <script>alert('deploy')</script> blindly."}),
+        json!({"title": "Entry Point", "path": "eng", "content": "The binary starts in src/main.rs and reads café settings."}),
     ];
     for doc in docs {
         let answer = app.post("/api/docs", Some(token), doc).await;
@@ -47,6 +48,9 @@ on_both_backends! {
         assert!(hits.body[1]["snippet"].as_str().unwrap().contains("<mark>"), "{:?}", hits.body[1]);
 
         assert_eq!(titles(&app.get("/api/docs/search?q=kubernetes", Some(&admin)).await), ["Glossary"]);
+        // File names and accents are matched the same way on both backends.
+        assert_eq!(titles(&app.get("/api/docs/search?q=main.rs", Some(&admin)).await), ["Entry Point"]);
+        assert_eq!(titles(&app.get("/api/docs/search?q=caf%C3%A9", Some(&admin)).await), ["Entry Point"]);
         assert_eq!(titles(&app.get("/api/docs/search?q=runbooks", Some(&admin)).await), ["Deployment Guide"]);
         // Plain words are prefix terms joined by AND.
         assert_eq!(titles(&app.get("/api/docs/search?q=deplo%20pipe", Some(&admin)).await), ["Architecture"]);
@@ -92,7 +96,7 @@ on_both_backends! {
             assert!(answer.body.is_array());
         }
         assert_eq!(app.get("/api/docs/search?q=unbalanced%22%20deployment", Some(&admin)).await.status, StatusCode::OK);
-        assert_eq!(app.get("/api/docs", Some(&admin)).await.body.as_array().unwrap().len(), 5, "nothing was dropped");
+        assert_eq!(app.get("/api/docs", Some(&admin)).await.body.as_array().unwrap().len(), 6, "nothing was dropped");
         for bad in ["/api/docs/search", "/api/docs/search?q=", &format!("/api/docs/search?q={}", "a".repeat(1001)), "/api/docs/search?q=x&limit=101"] {
             let answer = app.get(bad, Some(&admin)).await;
             assert_eq!(answer.status, StatusCode::UNPROCESSABLE_ENTITY, "{bad}");

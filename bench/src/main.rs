@@ -190,7 +190,7 @@ async fn document_api(db: &TestDb) -> anyhow::Result<(SocketAddr, String, String
     };
     let mut target = String::new();
     for i in 0..BACKGROUND_DOCUMENTS {
-        let doc = match storage.upsert_document(page(i)).await? {
+        let doc = match storage.upsert_document(page(i), |_| true).await? {
             isocrates_storage::documents::Upserted::Created(d)
             | isocrates_storage::documents::Upserted::Updated(d) => d,
         };

@@ -32,8 +32,9 @@ CREATE TABLE documents (
     id               TEXT PRIMARY KEY,
     repo_url         TEXT,
     repo_name        TEXT,
-    path             TEXT NOT NULL,
-    title            TEXT NOT NULL,
+    -- Byte order, as SQLite sorts, so lists page the same on both backends.
+    path             TEXT COLLATE "C" NOT NULL,
+    title            TEXT COLLATE "C" NOT NULL,
     -- Lower-cased, hyphens read as spaces: what wikilink resolution compares.
     title_key        TEXT NOT NULL,
     repo_key         TEXT,
@@ -89,6 +90,8 @@ CREATE TABLE dependencies (
     link_text   TEXT,
     section     TEXT,
     created_at  TIMESTAMPTZ NOT NULL,
+    -- Added through the API rather than drawn from content; saving never removes it.
+    manual      BOOLEAN NOT NULL DEFAULT FALSE,
     UNIQUE (from_doc_id, to_doc_id, link_type)
 );
 CREATE INDEX dependencies_to ON dependencies (to_doc_id);

@@ -93,6 +93,8 @@ CREATE TABLE dependencies (
     link_text   TEXT,
     section     TEXT,
     created_at  TEXT NOT NULL,
+    -- Added through the API rather than drawn from content; saving never removes it.
+    manual      BOOLEAN NOT NULL DEFAULT FALSE,
     UNIQUE (from_doc_id, to_doc_id, link_type)
 );
 CREATE INDEX dependencies_to ON dependencies (to_doc_id);

@@ -1,10 +1,11 @@
 -- Full-text search over title, description, path and content: an FTS5 index that reads its
--- text from `documents` and is kept current by triggers.
+-- text from `documents` and is kept current by triggers. Accents are kept, as PostgreSQL's
+-- 'simple' configuration keeps them.
 
 CREATE VIRTUAL TABLE documents_fts USING fts5(
     title, description, path, content,
     content = 'documents', content_rowid = 'seq',
-    tokenize = 'unicode61 remove_diacritics 2'
+    tokenize = 'unicode61 remove_diacritics 0'
 );
 
 CREATE TRIGGER documents_fts_insert AFTER INSERT ON documents BEGIN

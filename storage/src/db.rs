@@ -210,6 +210,17 @@ impl Tx {
         })
     }
 
+    /// Serialises the transactions that redraw wikilink edges. SQLite's `BEGIN IMMEDIATE`
+    /// already admits one writer at a time; on PostgreSQL two saves that repair each other's
+    /// links would otherwise lock edges in opposite orders (a deadlock) or interleave their
+    /// redraws, and two manual edges could close a cycle between them.
+    pub(crate) async fn lock_links(&mut self) -> Result<(), Error> {
+        if let Tx::Postgres(tx) = self {
+            sqlx::query("SELECT pg_advisory_xact_lock(7263001)").execute(&mut **tx).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn commit(self) -> Result<(), Error> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,

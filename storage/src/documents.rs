@@ -6,7 +6,7 @@ use serde_json::Value;
 use sqlx::types::Json;
 
 use crate::db::{Arg, QueryBuilder, Tx, args};
-use crate::ids::{document_id, normalize_path, normalize_repo_url, sha256_hex};
+use crate::ids::{document_id_normalized, normalize_path, normalize_repo_url, sha256_hex};
 use crate::links::{self, title_key};
 use crate::permission::Grant;
 use crate::{Error, Storage, Timestamp};
@@ -355,7 +355,8 @@ pub fn check_path(field: &str, path: &str) -> Result<String, Error> {
     Ok(path)
 }
 
-fn check_title(title: &str) -> Result<String, Error> {
+/// Trims and checks a title: not empty, no `/`, no control character, within bounds.
+pub fn check_title(title: &str) -> Result<String, Error> {
     let title = title.trim();
     if title.is_empty() {
         return Err(Error::validation("title", "title must not be empty"));
@@ -449,24 +450,41 @@ impl Storage {
     /// Creates the document, or writes a new version of it when its derived id exists (also
     /// in the trash, which it then leaves). Content and description change; keywords, type
     /// and repository name change when given.
-    pub async fn upsert_document(&self, new: NewDocument) -> Result<Upserted, Error> {
+    ///
+    /// A document keeps its id when it moves, so the id of a new path can belong to a
+    /// document living elsewhere: `may_edit` is asked about the path the document is at now,
+    /// inside the transaction, and a refusal writes nothing.
+    pub async fn upsert_document(
+        &self,
+        new: NewDocument,
+        may_edit: impl Fn(&str) -> bool,
+    ) -> Result<Upserted, Error> {
         let title = check_title(&new.title)?;
         let path = check_path("path", &new.path)?;
         let repo_url = check_repo_url(new.repo_url.as_deref())?;
-        let repo_name =
+        let given_repo_name =
             check_text("repo_name", new.repo_name.map(|n| n.trim().to_string()), limits::REPO)?
-                .filter(|n| !n.is_empty())
-                .or_else(|| first_segment(&path));
+                .filter(|n| !n.is_empty());
+        let repo_name = given_repo_name.clone().or_else(|| first_segment(&path));
         let doc_type =
             check_text("doc_type", Some(new.doc_type.trim().to_string()), limits::DOC_TYPE)?
                 .unwrap_or_default();
         let description = check_text("description", new.description, limits::DESCRIPTION)?;
         let keywords = check_keywords(new.keywords)?;
         check_content(&new.content)?;
-        let id = document_id(repo_url.as_deref(), &path, &title, &doc_type);
+        let id = document_id_normalized(repo_url.as_deref(), &path, &title, &doc_type);
         let now = Timestamp::now();
 
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
+        if let Some(existing) = load(&mut tx, &id).await?
+            && !may_edit(&existing.path)
+        {
+            return Err(Error::Forbidden(format!(
+                "document {id} lives under {}, which you may not edit",
+                existing.path
+            )));
+        }
         let inserted = tx
             .execute(
                 "INSERT INTO documents (id, repo_url, repo_name, path, title, title_key, repo_key, \
@@ -509,8 +527,8 @@ impl Storage {
                     !keywords.is_empty(),
                     serde_json::json!(keywords),
                     &doc_type,
-                    repo_name.clone(),
-                    repo_name.as_deref().map(title_key),
+                    given_repo_name.clone(),
+                    given_repo_name.as_deref().map(title_key),
                     now,
                     &id
                 ],
@@ -619,6 +637,7 @@ impl Storage {
         check_content(&update.content)?;
         let description = check_text("description", update.description, limits::DESCRIPTION)?;
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let changed = tx
             .execute(
                 "UPDATE documents SET content = $1, description = coalesce($2, description), \
@@ -657,6 +676,7 @@ impl Storage {
         let target = check_path("target_path", target_path)?;
         let repo_name = first_segment(&target);
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let before = load(&mut tx, id).await?.filter(|d| d.deleted_at.is_none());
         let Some(before) = before else {
             return Err(Error::not_found("document", id));
@@ -699,6 +719,7 @@ impl Storage {
     pub async fn set_repo_url(&self, id: &str, repo_url: Option<&str>) -> Result<Document, Error> {
         let repo_url = check_repo_url(repo_url)?;
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let changed = tx
             .execute(
                 "UPDATE documents SET repo_url = $1, updated_at = $2, version = version + 1 \
@@ -737,6 +758,7 @@ impl Storage {
     /// Moves a document to the trash; trashing a trashed document changes nothing.
     pub async fn trash_document(&self, id: &str) -> Result<(), Error> {
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let Some(doc) = load(&mut tx, id).await? else {
             return Err(Error::not_found("document", id));
         };
@@ -757,6 +779,7 @@ impl Storage {
     /// Takes a document out of the trash.
     pub async fn restore_document(&self, id: &str) -> Result<Document, Error> {
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let changed = tx
             .execute(
                 "UPDATE documents SET deleted_at = NULL, updated_at = $1, version = version + 1 \
@@ -777,6 +800,7 @@ impl Storage {
     /// Deletes a document, its versions and its edges for good.
     pub async fn purge_document(&self, id: &str) -> Result<(), Error> {
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         let Some(doc) = load(&mut tx, id).await? else {
             return Err(Error::not_found("document", id));
         };

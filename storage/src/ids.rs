@@ -31,6 +31,18 @@ pub fn normalize_repo_url(url: &str) -> String {
 /// h(full path). The full path is `path/title`, or just `title` when the path is empty; with
 /// neither path nor title the last part is the `doc_type`, or `default`.
 pub fn document_id(repo_url: Option<&str>, path: &str, title: &str, doc_type: &str) -> String {
+    let repo = repo_url.map(normalize_repo_url);
+    document_id_normalized(repo.as_deref(), path, title, doc_type)
+}
+
+/// [`document_id`] for a repository URL that is already normalised, so that a URL is
+/// normalised exactly once (`r.git.git` loses one `.git`, not two).
+pub fn document_id_normalized(
+    repo_url: Option<&str>,
+    path: &str,
+    title: &str,
+    doc_type: &str,
+) -> String {
     let path = normalize_path(path);
     let title = title.trim();
     let full_path = match (path.is_empty(), title.is_empty()) {
@@ -40,9 +52,9 @@ pub fn document_id(repo_url: Option<&str>, path: &str, title: &str, doc_type: &s
         (false, true) => path,
         (false, false) => format!("{path}/{title}"),
     };
-    match repo_url.map(normalize_repo_url).filter(|u| !u.is_empty()) {
+    match repo_url.filter(|u| !u.is_empty()) {
         None => format!("doc-standalone-{}", short_hash(&full_path)),
-        Some(repo) => format!("doc-{}-{}", short_hash(&repo), short_hash(&full_path)),
+        Some(repo) => format!("doc-{}-{}", short_hash(repo), short_hash(&full_path)),
     }
 }
 
@@ -84,6 +96,11 @@ mod tests {
             format!("doc-{}-{}", short_hash("https://github.com/o/r"), short_hash("a/B"))
         );
         assert_eq!(with_repo, document_id(Some("https://github.com/o/r/"), "a//", "B", "x"));
+        let twice = document_id(Some("https://github.com/o/r.git.git"), "a", "B", "");
+        assert_eq!(
+            twice,
+            format!("doc-{}-{}", short_hash("https://github.com/o/r.git"), short_hash("a/B"))
+        );
 
         assert_eq!(
             document_id(None, "", "", ""),

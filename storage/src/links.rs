@@ -243,7 +243,7 @@ pub(crate) async fn replace_outgoing(tx: &mut Tx, doc: &Document) -> Result<(), 
 
 async fn redraw_edges(tx: &mut Tx, doc_id: &str, source_repo: Option<&str>) -> Result<(), Error> {
     tx.execute(
-        "DELETE FROM dependencies WHERE from_doc_id = $1 AND link_type = $2",
+        "DELETE FROM dependencies WHERE from_doc_id = $1 AND link_type = $2 AND manual = FALSE",
         args![doc_id, WIKILINK],
     )
     .await?;
@@ -428,7 +428,7 @@ impl Storage {
             .collect())
     }
 
-    /// Adds a manual edge. An edge to itself is refused; an edge of a type other than
+    /// Adds a manual edge, which saving the document never removes. An edge to itself is refused; an edge of a type other than
     /// `wikilink` that would close a cycle among such edges is refused. Adding an edge that
     /// exists returns it.
     pub async fn add_dependency(&self, new: NewDependency) -> Result<Dependency, Error> {
@@ -446,6 +446,7 @@ impl Storage {
             return Err(Error::SelfDependency);
         }
         let mut tx = self.db.begin().await?;
+        tx.lock_links().await?;
         for id in [&new.from_doc_id, &new.to_doc_id] {
             let doc = crate::documents::load(&mut tx, id).await?;
             if doc.is_none_or(|d| d.deleted_at.is_some()) {
@@ -474,7 +475,7 @@ impl Storage {
         }
         tx.execute(
             "INSERT INTO dependencies (id, from_doc_id, to_doc_id, link_type, link_text, section, \
-             created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             created_at, manual) VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE) \
              ON CONFLICT (from_doc_id, to_doc_id, link_type) DO NOTHING",
             args![
                 uuid::Uuid::now_v7().to_string(),
@@ -516,19 +517,22 @@ impl Storage {
             .db
             .fetch_all("SELECT id FROM documents WHERE deleted_at IS NULL ORDER BY id", vec![])
             .await?;
-        let mut tx = self.db.begin().await?;
+        // One short transaction per document, so other writers are never held up long.
         for Id { id } in &ids {
+            let mut tx = self.db.begin().await?;
+            tx.lock_links().await?;
             if let Some(doc) = crate::documents::load(&mut tx, id).await? {
                 replace_outgoing(&mut tx, &doc).await?;
             }
+            tx.commit().await?;
         }
-        let edges: Option<Count> = tx
+        let edges: Option<Count> = self
+            .db
             .fetch_optional(
                 "SELECT count(*) AS n FROM dependencies WHERE link_type = $1",
                 args![WIKILINK],
             )
             .await?;
-        tx.commit().await?;
         Ok((ids.len() as i64, edges.map_or(0, |c| c.n)))
     }
 

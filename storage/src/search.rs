@@ -154,10 +154,10 @@ fn tsquery_expression(parsed: &Parsed) -> Option<String> {
     (!groups.is_empty()).then(|| groups.join(" | "))
 }
 
-/// Markers the databases put around hits; characters from Unicode's private use area, which
-/// cannot collide with a real `<mark>` in the text once it is escaped.
-const HIT_START: &str = "\u{e000}";
-const HIT_END: &str = "\u{e001}";
+/// Markers the databases put around hits: control characters, which no stored title,
+/// description, path or content may hold, so they cannot come from the text itself.
+const HIT_START: &str = "\u{1}";
+const HIT_END: &str = "\u{2}";
 
 /// Escapes a snippet for HTML and turns the hit markers into `<mark>` elements.
 fn render_snippet(raw: &str) -> String {
@@ -169,8 +169,8 @@ fn render_snippet(raw: &str) -> String {
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
             '\'' => out.push_str("&#39;"),
-            '\u{e000}' => out.push_str("<mark>"),
-            '\u{e001}' => out.push_str("</mark>"),
+            '\u{1}' => out.push_str("<mark>"),
+            '\u{2}' => out.push_str("</mark>"),
             c => out.push(c),
         }
     }

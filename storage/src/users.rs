@@ -343,8 +343,9 @@ impl Storage {
         Ok(())
     }
 
-    /// The service user named `subject`, created on first use with an editor grant on
-    /// `path_prefix`. Service users have no password; they authenticate by token only.
+    /// The service user named `subject`, created on first use, whose grants become exactly
+    /// an editor grant on `path_prefix`. Service users have no password; they authenticate
+    /// by token only, and a human account never stands in for one.
     pub async fn service_user(&self, subject: &str, path_prefix: &str) -> Result<User, Error> {
         let subject = check_name("subject", subject)?;
         let prefix = normalize_prefix(path_prefix)?;
@@ -353,11 +354,15 @@ impl Storage {
             .chars()
             .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '.' { c } else { '-' })
             .collect();
-        let email = format!("{slug}+{}@service.isocrates", &crate::ids::short_hash(&subject)[..6]);
+        // No '@': no person can register this address, so it never clashes with one.
+        let email = format!("service:{slug}+{}", &crate::ids::short_hash(&subject)[..6]);
         let now = Timestamp::now();
         let mut tx = self.db.begin().await?;
         let existing = tx
-            .fetch_optional::<IdRow>("SELECT id FROM users WHERE email = $1", args![&email])
+            .fetch_optional::<IdRow>(
+                "SELECT id FROM users WHERE email = $1 AND is_service = TRUE",
+                args![&email],
+            )
             .await?;
         let id = match existing {
             Some(row) => row.id,
@@ -373,6 +378,7 @@ impl Storage {
                 id
             }
         };
+        tx.execute("DELETE FROM grants WHERE user_id = $1", args![&id]).await?;
         upsert_grant(&mut tx, &id, &prefix, Role::Editor).await?;
         tx.commit().await?;
         self.user(&id).await?.ok_or_else(|| Error::not_found("user", id))

@@ -23,7 +23,7 @@ fn doc(title: &str, path: &str, content: &str) -> NewDocument {
 }
 
 async fn create(storage: &Storage, new: NewDocument) -> String {
-    match storage.upsert_document(new).await.expect("upsert") {
+    match storage.upsert_document(new, |_| true).await.expect("upsert") {
         Upserted::Created(d) => d.id,
         Upserted::Updated(d) => panic!("{} already existed", d.id),
     }
@@ -63,7 +63,7 @@ isocrates_testkit::on_both_backends! {
         let mut second = first.clone();
         second.content = "two".to_string();
         second.author = Author { author_type: AuthorType::Human, metadata: Some(json!({"source": "mcp"})) };
-        let Upserted::Updated(updated) = s.upsert_document(second).await.unwrap() else { panic!("expected an update") };
+        let Upserted::Updated(updated) = s.upsert_document(second, |_| true).await.unwrap() else { panic!("expected an update") };
         assert_eq!(updated.id, id);
         assert_eq!(updated.content, "two");
         assert_eq!(updated.generation_count, 2);
@@ -123,7 +123,7 @@ isocrates_testkit::on_both_backends! {
 
         // Upserting a trashed id restores it with the new content.
         s.trash_document(&id).await.unwrap();
-        let Upserted::Updated(back) = s.upsert_document(doc("Page", "a", "y")).await.unwrap() else { panic!() };
+        let Upserted::Updated(back) = s.upsert_document(doc("Page", "a", "y"), |_| true).await.unwrap() else { panic!() };
         assert!(back.deleted_at.is_none());
         assert_eq!(back.content, "y");
 
@@ -200,6 +200,83 @@ isocrates_testkit::on_both_backends! {
         assert_eq!(s.all_dependencies(&ReadScope::All).await.unwrap().len(), 3);
     }
 
+    async fn lists_sort_by_bytes_on_both_backends(db) {
+        let s = &db.storage;
+        for title in ["b", "C", "a", "B"] {
+            create(s, doc(title, "p", "")).await;
+        }
+        let titles: Vec<_> = s.documents(&all(10)).await.unwrap().into_iter().map(|d| d.title).collect();
+        assert_eq!(titles, ["B", "C", "a", "b"]);
+    }
+
+    async fn manual_edges_survive_saves_and_reindex(db) {
+        let s = &db.storage;
+        let a = create(s, doc("A", "", "no links")).await;
+        let b = create(s, doc("B", "", "")).await;
+        s.add_dependency(isocrates_storage::links::NewDependency {
+            from_doc_id: a.clone(),
+            to_doc_id: b.clone(),
+            link_type: "wikilink".to_string(),
+            link_text: None,
+            section: None,
+        }).await.unwrap();
+        s.upsert_document(doc("A", "", "still no links"), |_| true).await.unwrap();
+        s.reindex_dependencies().await.unwrap();
+        assert_eq!(outgoing_targets(s, &a).await, vec![b]);
+    }
+
+    async fn concurrent_saves_that_link_each_other_all_land(db) {
+        let s = db.storage.clone();
+        let mut tasks = Vec::new();
+        for round in 0..6 {
+            for (me, other) in [("X", "Y"), ("Y", "X")] {
+                let s = s.clone();
+                let content = format!("round {round} links [[{other}]]");
+                tasks.push(tokio::spawn(async move { s.upsert_document(doc(me, "", &content), |_| true).await }));
+            }
+        }
+        for task in tasks {
+            task.await.unwrap().expect("no save fails under concurrency");
+        }
+        let x = isocrates_storage::ids::document_id(None, "", "X", "");
+        let y = isocrates_storage::ids::document_id(None, "", "Y", "");
+        assert_eq!(outgoing_targets(&s, &x).await, vec![y.clone()]);
+        assert_eq!(outgoing_targets(&s, &y).await, vec![x]);
+    }
+
+    async fn concurrent_opposite_manual_edges_never_make_a_cycle(db) {
+        let s = db.storage.clone();
+        let a = create(&s, doc("A", "", "")).await;
+        let b = create(&s, doc("B", "", "")).await;
+        let edge = |from: &str, to: &str| isocrates_storage::links::NewDependency {
+            from_doc_id: from.to_string(),
+            to_doc_id: to.to_string(),
+            link_type: "depends_on".to_string(),
+            link_text: None,
+            section: None,
+        };
+        let (s1, s2) = (s.clone(), s.clone());
+        let (e1, e2) = (edge(&a, &b), edge(&b, &a));
+        let (r1, r2) = tokio::join!(
+            tokio::spawn(async move { s1.add_dependency(e1).await }),
+            tokio::spawn(async move { s2.add_dependency(e2).await }),
+        );
+        let results = [r1.unwrap(), r2.unwrap()];
+        assert_eq!(results.iter().filter(|r| r.is_ok()).count(), 1, "{results:?}");
+        assert!(results.iter().any(|r| matches!(r, Err(Error::CircularDependency))));
+    }
+
+    async fn a_moved_document_is_not_rewritten_through_its_old_path(db) {
+        let s = &db.storage;
+        let id = create(s, doc("Plan", "public", "original")).await;
+        s.move_document(&id, "secret").await.unwrap();
+        let refused = s.upsert_document(doc("Plan", "public", "hijack"), |path| path == "public").await;
+        assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+        let now = s.document(&id).await.unwrap().unwrap();
+        assert_eq!((now.path.as_str(), now.content.as_str()), ("secret", "original"));
+        assert_eq!(now.repo_name.as_deref(), Some("secret"), "no repo_name given: kept");
+    }
+
     async fn lists_are_ordered_filtered_and_scoped(db) {
         let s = &db.storage;
         for (title, path) in [("B", "team/a"), ("A", "team/a"), ("C", "team/ab"), ("D", "other")] {
@@ -230,12 +307,12 @@ isocrates_testkit::on_both_backends! {
             ("bell\u{7}", "a", "title"),
             ("ok", "a\u{0}b", "path"),
         ] {
-            let err = s.upsert_document(doc(title, path, "x")).await.unwrap_err();
+            let err = s.upsert_document(doc(title, path, "x"), |_| true).await.unwrap_err();
             assert!(matches!(&err, Error::Validation { field: f, .. } if f == field), "{title:?} {path:?}: {err:?}");
         }
         let long = "t".repeat(301);
-        assert!(s.upsert_document(doc(&long, "", "")).await.is_err());
-        assert!(s.upsert_document(doc("ok", "", "nul \u{0} inside")).await.is_err());
+        assert!(s.upsert_document(doc(&long, "", ""), |_| true).await.is_err());
+        assert!(s.upsert_document(doc("ok", "", "nul \u{0} inside"), |_| true).await.is_err());
     }
 
     async fn first_registration_becomes_admin(db) {
@@ -297,10 +374,12 @@ isocrates_testkit::on_both_backends! {
     async fn service_users_are_reused_by_subject(db) {
         let s = &db.storage;
         let one = s.service_user("doc-agent", "").await.unwrap();
-        let two = s.service_user("doc-agent", "").await.unwrap();
+        let two = s.service_user("doc-agent", "team-a").await.unwrap();
         assert_eq!(one.id, two.id);
         assert_eq!(one.role, Role::Service);
         assert_eq!(one.grants, vec![Grant::root(Role::Editor)]);
+        let narrowed = vec![Grant { path_prefix: "team-a".to_string(), role: Role::Editor }];
+        assert_eq!(two.grants, narrowed, "a new mint replaces the grants");
         assert!(s.user_for_login(&one.email).await.unwrap().is_none(), "no password login");
     }
 

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use isocrates_storage::documents::{
     Author, AuthorType, ContentUpdate, Document, ListFilter, NewDocument, Upserted, check_path,
-    check_repo_url,
+    check_repo_url, check_title,
 };
-use isocrates_storage::ids::document_id;
+use isocrates_storage::ids::document_id_normalized;
 use isocrates_storage::{Action, Role};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -115,7 +115,8 @@ async fn create(
         description: body.description,
         author: author(&body.author_type, body.author_metadata)?,
     };
-    let (status, doc, action) = match state.storage().upsert_document(new).await? {
+    let may_edit = |existing: &str| caller.can(existing, Action::Edit);
+    let (status, doc, action) = match state.storage().upsert_document(new, may_edit).await? {
         Upserted::Created(doc) => (StatusCode::CREATED, doc, "document.create"),
         Upserted::Updated(doc) => (StatusCode::OK, doc, "document.update"),
     };
@@ -199,7 +200,12 @@ struct GenerateIdBody {
 async fn generate_id(Json(body): Json<GenerateIdBody>) -> Result<axum::Json<Value>, Error> {
     let path = check_path("path", &body.path)?;
     let repo_url = check_repo_url(body.repo_url.as_deref())?;
-    let id = document_id(repo_url.as_deref(), &path, &body.title, &body.doc_type);
+    // An empty title is allowed here (the id then falls back to the type); any other title
+    // must be one the upsert would accept.
+    if !body.title.trim().is_empty() {
+        check_title(&body.title)?;
+    }
+    let id = document_id_normalized(repo_url.as_deref(), &path, &body.title, &body.doc_type);
     Ok(axum::Json(json!({ "doc_id": id })))
 }
 
@@ -498,7 +504,7 @@ async fn batch(
                 .await;
         match outcome {
             Ok(()) => succeeded += 1,
-            Err(e) => errors.push(json!({ "doc_id": id, "error": e.to_string() })),
+            Err(e) => errors.push(json!({ "doc_id": id, "error": e.public_message() })),
         }
     }
     Ok(axum::Json(json!({

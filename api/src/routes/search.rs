@@ -49,11 +49,22 @@ struct Hit {
 /// RFC 3339 time.
 fn parse_date(field: &str, value: &str, end_of_day: bool) -> Result<Timestamp, Error> {
     let value = value.trim();
+    let invalid = || {
+        Error::invalid(
+            field,
+            "use a date such as 2026-12-03 or an RFC 3339 time, in the years 1 to 9999",
+        )
+    };
+    // Years outside 1..=9999 do not fit PostgreSQL's range or SQLite's fixed-width text.
+    let in_range = |t: &DateTime<Utc>| (1..=9999).contains(&chrono::Datelike::year(t));
     if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(Timestamp::from(t.with_timezone(&Utc)));
+        let t = t.with_timezone(&Utc);
+        return if in_range(&t) { Ok(Timestamp::from(t)) } else { Err(invalid()) };
     }
-    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d")
-        .map_err(|_| Error::invalid(field, "use a date such as 2026-12-03 or an RFC 3339 time"))?;
+    let day = NaiveDate::parse_from_str(value, "%Y-%m-%d").map_err(|_| invalid())?;
+    if !(1..=9999).contains(&chrono::Datelike::year(&day)) {
+        return Err(invalid());
+    }
     let time = if end_of_day {
         NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999).unwrap_or_default()
     } else {
