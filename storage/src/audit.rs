@@ -2,8 +2,8 @@
 
 use serde_json::Value;
 
-use crate::db::args;
 use crate::{Error, Storage, Timestamp};
+use isocrates_db::args;
 
 /// One entry to record.
 #[derive(Debug, Clone, Default)]
@@ -55,11 +55,12 @@ impl Storage {
 
     /// The newest entries first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRecord>, Error> {
-        self.db
+        Ok(self
+            .db
             .fetch_all(
                 "SELECT at, actor_id, action, target FROM audit_log ORDER BY id DESC LIMIT $1",
                 args![limit],
             )
-            .await
+            .await?)
     }
 }

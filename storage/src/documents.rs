@@ -5,11 +5,11 @@
 use serde_json::Value;
 use sqlx::types::Json;
 
-use crate::db::{Arg, QueryBuilder, Tx, args};
 use crate::ids::{document_id_normalized, normalize_path, normalize_repo_url, sha256_hex};
 use crate::links::{self, title_key};
 use crate::permission::Grant;
 use crate::{Error, Storage, Timestamp};
+use isocrates_db::{Arg, QueryBuilder, Tx, args};
 
 /// A document as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -747,7 +747,7 @@ impl Storage {
         &self,
         id: &str,
         sql: &'static str,
-        args: crate::db::Args,
+        args: isocrates_db::Args,
     ) -> Result<Document, Error> {
         if self.db.execute(sql, args).await? == 0 {
             return Err(Error::not_found("document", id));

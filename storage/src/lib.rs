@@ -7,7 +7,6 @@
 //! (the derived ids and the normalisation behind them) and [`search`] (full-text search).
 
 pub mod audit;
-mod db;
 pub mod documents;
 pub mod ids;
 pub mod links;
@@ -17,7 +16,7 @@ pub mod users;
 
 use std::collections::HashSet;
 
-pub use db::{Backend, Db, Timestamp};
+pub use isocrates_db::{Backend, Db, Timestamp};
 pub use permission::{Action, Grant, Role, check_permission};
 
 /// What can go wrong in the store.
@@ -63,6 +62,16 @@ pub enum Error {
     /// Any other database error.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+}
+
+impl From<isocrates_db::Error> for Error {
+    fn from(e: isocrates_db::Error) -> Error {
+        match e {
+            isocrates_db::Error::Config(m) => Error::Config(m),
+            isocrates_db::Error::Unavailable(m) => Error::Unavailable(m),
+            isocrates_db::Error::Database(e) => Error::Database(e),
+        }
+    }
 }
 
 impl Error {

@@ -5,9 +5,9 @@
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
-use crate::db::{Tx, args};
 use crate::documents::{Document, ReadScope};
 use crate::{Error, Storage, Timestamp};
+use isocrates_db::{Tx, args};
 
 /// The link type of edges drawn from `[[wikilinks]]`.
 pub const WIKILINK: &str = "wikilink";

@@ -4,9 +4,9 @@
 //! `OR` separates alternatives and a leading `-` excludes a term. Grants and filters apply
 //! inside the query; snippets are HTML-escaped with hits wrapped in `<mark>`.
 
-use crate::db::{Db, QueryBuilder};
 use crate::documents::{Document, ReadScope};
 use crate::{Error, Storage, Timestamp};
+use isocrates_db::{Db, QueryBuilder};
 
 /// A search request.
 #[derive(Debug, Clone)]

@@ -2,10 +2,10 @@
 //! lookups for login and for every authenticated request, roles, deactivation and service
 //! users for machine tokens.
 
-use crate::db::{Args, Tx, args};
 use crate::ids::normalize_path;
 use crate::permission::{Grant, Role};
 use crate::{Error, Storage, Timestamp};
+use isocrates_db::{Args, Tx, args};
 
 /// An account, with the grants that decide what it may reach.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +172,7 @@ impl Storage {
             )
             .await;
         if let Err(e) = insert_user {
+            let e = Error::from(e);
             return Err(match e.unique_violation() {
                 Some(_) => Error::validation("email", "a user with this email already exists"),
                 None => e,

@@ -1,7 +1,9 @@
-//! One connection pool over SQLite or PostgreSQL, and the few query primitives the stores
-//! use, so that every SQL statement is written once and runs on both backends.
+//! One connection pool over SQLite or PostgreSQL, and the few query primitives that the
+//! document store and the workflow engine use, so that every SQL statement is written once
+//! and runs on both backends.
 //!
 //! Statements use `$1`, `$2`, ... placeholders, which both SQLite and PostgreSQL accept.
+//! Values travel as [`Arg`]s, bound per backend; rows decode through `sqlx::FromRow`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -16,7 +18,19 @@ use sqlx::sqlite::{
 };
 use sqlx::{AssertSqlSafe, FromRow, Postgres, Sqlite, Transaction};
 
-use crate::Error;
+/// What can go wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The database URL is unusable.
+    #[error("{0}")]
+    Config(String),
+    /// The database cannot be reached.
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other database error.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
 
 /// Which database a [`Db`] talks to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,7 +110,7 @@ impl Db {
     /// Starts a transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`):
     /// every transaction here writes, and a deferred one that upgrades later can fail with
     /// "database is locked" without waiting for the busy timeout.
-    pub(crate) async fn begin(&self) -> Result<Tx, Error> {
+    pub async fn begin(&self) -> Result<Tx, Error> {
         Ok(match self {
             Db::Sqlite(pool) => Tx::Sqlite(pool.begin_with("BEGIN IMMEDIATE").await?),
             Db::Postgres(pool) => Tx::Postgres(pool.begin().await?),
@@ -104,7 +118,7 @@ impl Db {
     }
 
     /// Runs a statement and returns the number of rows it touched.
-    pub(crate) async fn execute(&self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
+    pub async fn execute(&self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
         let sql = sql.into();
         Ok(match self {
             Db::Sqlite(pool) => {
@@ -117,7 +131,7 @@ impl Db {
     }
 
     /// Runs a query and decodes every row.
-    pub(crate) async fn fetch_all<T: Row>(
+    pub async fn fetch_all<T: Row>(
         &self,
         sql: impl Into<Sql>,
         args: Args,
@@ -134,7 +148,7 @@ impl Db {
     }
 
     /// Runs a query and decodes its first row, if any.
-    pub(crate) async fn fetch_optional<T: Row>(
+    pub async fn fetch_optional<T: Row>(
         &self,
         sql: impl Into<Sql>,
         args: Args,
@@ -160,13 +174,16 @@ impl Db {
 }
 
 /// An open transaction on either backend.
-pub(crate) enum Tx {
+pub enum Tx {
+    /// On SQLite.
     Sqlite(Transaction<'static, Sqlite>),
+    /// On PostgreSQL.
     Postgres(Transaction<'static, Postgres>),
 }
 
 impl Tx {
-    pub(crate) async fn execute(&mut self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
+    /// Runs a statement and returns the number of rows it touched.
+    pub async fn execute(&mut self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
         let sql = sql.into();
         Ok(match self {
             Tx::Sqlite(tx) => {
@@ -178,7 +195,8 @@ impl Tx {
         })
     }
 
-    pub(crate) async fn fetch_all<T: Row>(
+    /// Runs a query and decodes every row.
+    pub async fn fetch_all<T: Row>(
         &mut self,
         sql: impl Into<Sql>,
         args: Args,
@@ -194,7 +212,8 @@ impl Tx {
         })
     }
 
-    pub(crate) async fn fetch_optional<T: Row>(
+    /// Runs a query and decodes its first row, if any.
+    pub async fn fetch_optional<T: Row>(
         &mut self,
         sql: impl Into<Sql>,
         args: Args,
@@ -214,14 +233,15 @@ impl Tx {
     /// already admits one writer at a time; on PostgreSQL two saves that repair each other's
     /// links would otherwise lock edges in opposite orders (a deadlock) or interleave their
     /// redraws, and two manual edges could close a cycle between them.
-    pub(crate) async fn lock_links(&mut self) -> Result<(), Error> {
+    pub async fn lock_links(&mut self) -> Result<(), Error> {
         if let Tx::Postgres(tx) = self {
             sqlx::query("SELECT pg_advisory_xact_lock(7263001)").execute(&mut **tx).await?;
         }
         Ok(())
     }
 
-    pub(crate) async fn commit(self) -> Result<(), Error> {
+    /// Commits the transaction.
+    pub async fn commit(self) -> Result<(), Error> {
         match self {
             Tx::Sqlite(tx) => tx.commit().await?,
             Tx::Postgres(tx) => tx.commit().await?,
@@ -231,16 +251,13 @@ impl Tx {
 }
 
 /// A row type that decodes from both backends; `#[derive(sqlx::FromRow)]` provides it.
-pub(crate) trait Row:
-    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
-{
-}
+pub trait Row: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 
 impl<T> Row for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
 {}
 
 /// The text of a statement: a literal, or one assembled from literal fragments by the stores.
-pub(crate) struct Sql(std::borrow::Cow<'static, str>);
+pub struct Sql(std::borrow::Cow<'static, str>);
 
 impl Sql {
     fn safe(self) -> AssertSqlSafe<std::borrow::Cow<'static, str>> {
@@ -264,16 +281,21 @@ impl From<String> for Sql {
 
 /// One bound value.
 #[derive(Debug, Clone)]
-pub(crate) enum Arg {
+pub enum Arg {
+    /// Text, or NULL.
     Text(Option<String>),
+    /// A 64-bit integer, or NULL.
     Int(Option<i64>),
+    /// A boolean.
     Bool(bool),
+    /// A time, or NULL.
     Time(Option<Timestamp>),
+    /// A JSON document, or NULL.
     Json(Option<serde_json::Value>),
 }
 
 /// The bound values of one statement, in placeholder order.
-pub(crate) type Args = Vec<Arg>;
+pub type Args = Vec<Arg>;
 
 impl From<&str> for Arg {
     fn from(v: &str) -> Arg {
@@ -332,12 +354,12 @@ impl From<Option<serde_json::Value>> for Arg {
 }
 
 /// Builds an [`Args`] list from values that convert into [`Arg`].
+#[macro_export]
 macro_rules! args {
     ($($value:expr),* $(,)?) => {
-        vec![$($crate::db::Arg::from($value)),*]
+        vec![$($crate::Arg::from($value)),*]
     };
 }
-pub(crate) use args;
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, sqlx::sqlite::SqliteArguments>;
 type PgQuery<'q> = sqlx::query::Query<'q, Postgres, sqlx::postgres::PgArguments>;
@@ -460,24 +482,25 @@ impl<'r> sqlx::Decode<'r, Postgres> for Timestamp {
 }
 
 /// Assembles a statement with numbered placeholders from literal fragments.
-pub(crate) struct QueryBuilder {
+pub struct QueryBuilder {
     sql: String,
     args: Args,
 }
 
 impl QueryBuilder {
-    pub(crate) fn new(start: &'static str) -> QueryBuilder {
+    /// A statement starting with `start`.
+    pub fn new(start: &'static str) -> QueryBuilder {
         QueryBuilder { sql: start.to_string(), args: Vec::new() }
     }
 
     /// Appends literal SQL.
-    pub(crate) fn push(&mut self, fragment: &'static str) -> &mut Self {
+    pub fn push(&mut self, fragment: &'static str) -> &mut Self {
         self.sql.push_str(fragment);
         self
     }
 
     /// Binds a value and appends its placeholder.
-    pub(crate) fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
         self.args.push(value.into());
         self.sql.push_str(&format!("${}", self.args.len()));
         self
@@ -486,7 +509,7 @@ impl QueryBuilder {
     /// Appends `(column = $n OR substr(column, 1, length($n) + 1) = $n || '/')`: true when
     /// `column` is `prefix` or lies below it on a segment boundary. An empty prefix matches
     /// every path.
-    pub(crate) fn path_under(&mut self, column: &'static str, prefix: &str) -> &mut Self {
+    pub fn path_under(&mut self, column: &'static str, prefix: &str) -> &mut Self {
         if prefix.is_empty() {
             return self.push("1 = 1");
         }
@@ -498,7 +521,8 @@ impl QueryBuilder {
         self
     }
 
-    pub(crate) fn finish(self) -> (Sql, Args) {
+    /// The statement and its arguments.
+    pub fn finish(self) -> (Sql, Args) {
         (Sql(self.sql.into()), self.args)
     }
 }
