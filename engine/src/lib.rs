@@ -2,9 +2,18 @@
 //! survives crashes, and lets operators see and steer every run.
 //!
 //! Boundary: this crate knows nothing of documents, HTTP or LLMs. [`core`] holds the
-//! decision rules, free of I/O; the runner over apalis that carries them out follows.
+//! decision rules, free of I/O; [`workflow`] how a workflow is defined; [`store`] the run
+//! records; [`runner`] the [`Engine`] handle and the apalis [`Worker`] that carry the
+//! decisions out.
 
 pub mod core;
+pub mod runner;
+pub mod store;
+pub mod workflow;
+
+pub use runner::{Engine, Error, NewRun, RunFilter, StepTask, Submitted, Worker};
+pub use store::{Run, StepRecord};
+pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
 
 use serde::{Deserialize, Serialize};
 

@@ -1,0 +1,706 @@
+//! The engine over apalis: [`Engine`] submits, inspects, retries and cancels runs; each
+//! step of a run is one apalis task on the `isocrates-steps` queue, and the worker that
+//! executes it commits the step's checkpoint, the run's new state and the task of the next
+//! step in one transaction. A worker that dies mid-step leaves its task to apalis'
+//! heartbeat recovery; the next worker finds the attempt interrupted and runs it again,
+//! reusing every item checkpoint already written.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use apalis::prelude::*;
+use futures::FutureExt;
+use isocrates_db::{Db, Timestamp, Tx, args};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::RunStatus;
+use crate::core::{self, Action, Event, FailureKind, Refusal};
+use crate::store::{self, Run, StepRecord};
+use crate::workflow::{ItemFuture, ItemStore, StepContext, StepError, StepOutcome, Workflow};
+
+/// The apalis queue of step tasks.
+pub const QUEUE: &str = "isocrates-steps";
+
+/// How many times apalis hands out one task again after its worker died.
+const TASK_MAX_ATTEMPTS: usize = 10;
+
+/// What can go wrong in the engine.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No run has this id.
+    #[error("run not found: {0}")]
+    NotFound(String),
+    /// No workflow is registered under this name.
+    #[error("unknown workflow {0}")]
+    UnknownWorkflow(String),
+    /// The workflow has no step of this name.
+    #[error("the workflow has no step named {0}")]
+    UnknownStep(String),
+    /// The operation does not apply to the run in its state.
+    #[error("{0}")]
+    Refused(#[from] Refusal),
+    /// The database failed.
+    #[error("{0}")]
+    Db(#[from] isocrates_db::Error),
+    /// The task queue failed.
+    #[error("task queue: {0}")]
+    Queue(String),
+}
+
+/// The payload of one step task.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepTask {
+    /// The run.
+    pub run_id: String,
+    /// The step's index.
+    pub step: usize,
+    /// The attempt the task is for.
+    pub attempt: u32,
+}
+
+/// A run to start.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    /// The workflow's name.
+    pub workflow: String,
+    /// Its input.
+    pub input: Value,
+    /// While a run with this key is queued, running or paused, submitting returns it.
+    pub dedup_key: Option<String>,
+    /// At most one run with this key runs at once; a newer queued run supersedes older
+    /// queued ones.
+    pub concurrency_key: Option<String>,
+    /// What started it.
+    pub trigger: String,
+}
+
+/// The answer to a submission.
+#[derive(Debug, Clone)]
+pub struct Submitted {
+    /// The run.
+    pub run: Run,
+    /// False when an existing run with the same dedup key was returned.
+    pub created: bool,
+}
+
+/// Filters of a run listing.
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter {
+    /// Only this workflow.
+    pub workflow: Option<String>,
+    /// Only this status.
+    pub status: Option<RunStatus>,
+    /// Only this concurrency key.
+    pub concurrency_key: Option<String>,
+    /// Only runs created before the run with this id (a cursor).
+    pub before: Option<String>,
+    /// The most runs returned.
+    pub limit: i64,
+}
+
+struct Inner {
+    db: Db,
+    workflows: HashMap<String, Arc<Workflow>>,
+}
+
+/// The engine's handle: cheap to clone, shared by the API and the workers.
+#[derive(Clone)]
+pub struct Engine(Arc<Inner>);
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("workflows", &self.0.workflows.keys()).finish()
+    }
+}
+
+fn jitter() -> f64 {
+    // The sub-second part of the clock is random enough to spread retries apart.
+    f64::from(chrono::Utc::now().timestamp_subsec_nanos()) / 1e9
+}
+
+impl Engine {
+    /// An engine over `db` running `workflows`. The engine's tables come with the
+    /// workspace's migrations; apalis' own are applied here.
+    pub async fn new(db: Db, workflows: Vec<Workflow>) -> Result<Engine, Error> {
+        match &db {
+            Db::Sqlite(pool) => {
+                let mut migrator = apalis_sqlite::SqliteStorage::<()>::migrations();
+                // Our migrations share `_sqlx_migrations` with apalis' on SQLite.
+                migrator.set_ignore_missing(true);
+                migrator.run(pool).await.map_err(|e| Error::Queue(e.to_string()))?;
+            }
+            Db::Postgres(pool) => {
+                apalis_postgres::PostgresStorage::setup(pool)
+                    .await
+                    .map_err(|e| Error::Queue(e.to_string()))?;
+            }
+        }
+        let workflows = workflows.into_iter().map(|w| (w.name.clone(), Arc::new(w))).collect();
+        Ok(Engine(Arc::new(Inner { db, workflows })))
+    }
+
+    fn workflow(&self, name: &str) -> Result<Arc<Workflow>, Error> {
+        self.0.workflows.get(name).cloned().ok_or_else(|| Error::UnknownWorkflow(name.to_string()))
+    }
+
+    /// Starts a run, or returns the live run with the same dedup key. A queued run with
+    /// the same concurrency key is superseded (cancelled, saying by which run); the new run
+    /// starts at once unless another run with its key is running, in which case it starts
+    /// when that one ends.
+    pub async fn submit(&self, new: NewRun) -> Result<Submitted, Error> {
+        let workflow = self.workflow(&new.workflow)?;
+        let mut tx = self.0.db.begin().await?;
+        lock_keys(&mut tx).await?;
+        if let Some(key) = &new.dedup_key {
+            let sql = format!(
+                "SELECT {} FROM runs WHERE dedup_key = $1 AND status IN ('queued', 'running', 'paused') \
+                 ORDER BY created_at DESC LIMIT 1",
+                store::RUN_COLUMNS
+            );
+            if let Some(row) = tx.fetch_optional::<store::RunRow>(sql, args![key]).await? {
+                tx.commit().await?;
+                return Ok(Submitted { run: Run::from(row), created: false });
+            }
+        }
+        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        let now = Timestamp::now();
+        tx.execute(
+            "INSERT INTO runs (id, workflow, input, dedup_key, concurrency_key, status, \
+             current_step, attempt, cancel_requested, trigger, retry_count, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, $5, 'queued', 0, 1, FALSE, $6, 0, $7, $7)",
+            args![&id, &workflow.name, new.input.clone(), new.dedup_key.clone(), new.concurrency_key.clone(), &new.trigger, now],
+        )
+        .await?;
+        if let Some(key) = &new.concurrency_key {
+            let reason = format!("superseded by the newer run {id}");
+            tx.execute(
+                "UPDATE runs SET status = 'cancelled', error = $1, finished_at = $2, updated_at = $2 \
+                 WHERE concurrency_key = $3 AND status = 'queued' AND id <> $4",
+                args![reason, now, key, &id],
+            )
+            .await?;
+        }
+        let key_busy = match &new.concurrency_key {
+            Some(key) => running_with_key(&mut tx, key, &id).await?,
+            None => false,
+        };
+        if !key_busy {
+            push_step(
+                &mut tx,
+                &StepTask { run_id: id.clone(), step: 0, attempt: 1 },
+                Duration::ZERO,
+            )
+            .await?;
+        }
+        tx.commit().await?;
+        tracing::info!(run.id = %id, workflow = %workflow.name, trigger = %new.trigger, "run queued");
+        let run = store::get_run(&self.0.db, &id).await?.ok_or_else(|| Error::NotFound(id))?;
+        Ok(Submitted { run, created: true })
+    }
+
+    /// A run.
+    pub async fn run(&self, id: &str) -> Result<Run, Error> {
+        store::get_run(&self.0.db, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))
+    }
+
+    /// The attempts of a run's steps, in the order they ran.
+    pub async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, Error> {
+        Ok(store::steps_of(&self.0.db, id).await?)
+    }
+
+    /// The names of a workflow's steps.
+    pub fn step_names(&self, workflow: &str) -> Result<Vec<String>, Error> {
+        Ok(self.workflow(workflow)?.steps.iter().map(|s| s.name.clone()).collect())
+    }
+
+    /// Runs newest first.
+    pub async fn runs(&self, filter: &RunFilter) -> Result<Vec<Run>, Error> {
+        let mut q = isocrates_db::QueryBuilder::new("SELECT ");
+        q.push(store::RUN_COLUMNS).push(" FROM runs WHERE 1 = 1");
+        if let Some(w) = &filter.workflow {
+            q.push(" AND workflow = ").bind(w.as_str());
+        }
+        if let Some(s) = filter.status {
+            q.push(" AND status = ").bind(store::status_name(s));
+        }
+        if let Some(k) = &filter.concurrency_key {
+            q.push(" AND concurrency_key = ").bind(k.as_str());
+        }
+        if let Some(before) = &filter.before {
+            q.push(" AND id < ").bind(before.as_str());
+        }
+        q.push(" ORDER BY id DESC LIMIT ").bind(filter.limit);
+        let (sql, args) = q.finish();
+        let rows: Vec<store::RunRow> = self.0.db.fetch_all(sql, args).await?;
+        Ok(rows.into_iter().map(Run::from).collect())
+    }
+
+    /// Cancels a run: a queued or paused run at once, a running run at its next step or
+    /// item boundary.
+    pub async fn cancel(&self, id: &str) -> Result<Run, Error> {
+        let mut tx = self.0.db.begin().await?;
+        lock_keys(&mut tx).await?;
+        let run =
+            store::load_run(&mut tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let workflow = self.workflow(&run.workflow)?;
+        let event = Event::CancelRequested { reason: "cancelled by an operator".to_string() };
+        self.apply(&mut tx, &workflow, run, event).await?;
+        tx.commit().await?;
+        self.run(id).await
+    }
+
+    /// Runs again a failed, cancelled or paused run from `from_step` (a step name) or from
+    /// where it stopped, reusing the checkpoints of every earlier step.
+    pub async fn retry(&self, id: &str, from_step: Option<&str>) -> Result<Run, Error> {
+        let mut tx = self.0.db.begin().await?;
+        lock_keys(&mut tx).await?;
+        let mut run =
+            store::load_run(&mut tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let workflow = self.workflow(&run.workflow)?;
+        let from = match from_step {
+            Some(name) => Some(
+                workflow.step_index(name).ok_or_else(|| Error::UnknownStep(name.to_string()))?,
+            ),
+            None => None,
+        };
+        run.retry_count += 1;
+        run.finished_at = None;
+        self.apply(&mut tx, &workflow, run, Event::RetryRequested { from_step: from }).await?;
+        tx.commit().await?;
+        tracing::info!(run.id = %id, from_step = from_step.unwrap_or("(where it stopped)"), "run retried");
+        self.run(id).await
+    }
+
+    /// Applies an event to a run inside `tx`: the core decides, this carries it out.
+    async fn apply(
+        &self,
+        tx: &mut Tx,
+        workflow: &Workflow,
+        mut run: Run,
+        event: Event,
+    ) -> Result<Run, Error> {
+        let steps = workflow.steps.len();
+        let decision =
+            core::decide(steps, |i| workflow.steps[i].policy, &run.view(), event, jitter())?;
+        let was = run.status;
+        run.status = decision.run.status;
+        run.current_step = decision.run.current_step;
+        run.attempt = decision.run.attempt;
+        run.cancel_requested = decision.run.cancel_requested;
+        if let Some(message) = decision.message {
+            run.error = Some(message);
+        } else if run.status == RunStatus::Queued || run.status == RunStatus::Completed {
+            run.error = None;
+        }
+        if run.status.is_terminal() && run.finished_at.is_none() {
+            run.finished_at = Some(Timestamp::now());
+        }
+        for action in &decision.actions {
+            match action {
+                Action::ScheduleStep { step, attempt, delay } => {
+                    let free = match &run.concurrency_key {
+                        Some(key) if run.status == RunStatus::Queued => {
+                            !running_with_key(tx, key, &run.id).await?
+                        }
+                        _ => true,
+                    };
+                    if free {
+                        let task =
+                            StepTask { run_id: run.id.clone(), step: *step, attempt: *attempt };
+                        push_step(tx, &task, *delay).await?;
+                    }
+                }
+                Action::DiscardCheckpointsFrom { step } => {
+                    store::discard_from(tx, &run.id, *step).await?
+                }
+                Action::SignalCancel => {}
+                Action::LogRetry { attempt, message } => tracing::warn!(
+                    run.id = %run.id,
+                    step = %workflow.steps[run.current_step].name,
+                    attempt,
+                    error = %message,
+                    "step failed; retrying"
+                ),
+            }
+        }
+        store::save_run(tx, &run).await?;
+        if was != run.status {
+            log_transition(workflow, &run);
+            if (run.status.is_terminal() || run.status == RunStatus::Paused)
+                && let Some(key) = &run.concurrency_key
+            {
+                dispatch_waiting(tx, key).await?;
+            }
+        }
+        Ok(run)
+    }
+
+    /// Executes one step task; called by the worker for every task it takes.
+    pub async fn execute(&self, task: StepTask, worker: &str) -> Result<(), Error> {
+        // Start: check the task is current, close an attempt a dead worker left open.
+        let (run, workflow) = {
+            let mut tx = self.0.db.begin().await?;
+            let Some(mut run) = store::load_run(&mut tx, &task.run_id).await? else {
+                return Ok(());
+            };
+            let workflow = self.workflow(&run.workflow)?;
+            let current = run.current_step == task.step && run.attempt == task.attempt;
+            if !current || run.status.is_terminal() || run.status == RunStatus::Paused {
+                tracing::debug!(run.id = %run.id, step = task.step, "stale step task ignored");
+                return Ok(());
+            }
+            let open = tx
+                .execute(
+                    "UPDATE run_steps SET status = 'interrupted', finished_at = $1, \
+                     error = 'the worker stopped while running this step' \
+                     WHERE run_id = $2 AND step_index = $3 AND attempt = $4 AND round = $5 \
+                     AND status = 'running'",
+                    args![
+                        Timestamp::now(),
+                        &run.id,
+                        task.step as i64,
+                        i64::from(task.attempt),
+                        run.retry_count
+                    ],
+                )
+                .await?;
+            if open > 0 {
+                // The interrupted attempt counts; this one is the next.
+                run.attempt += 1;
+                tracing::warn!(run.id = %run.id, step = %workflow.steps[task.step].name, "resuming a step whose worker stopped");
+            }
+            if run.started_at.is_none() {
+                run.started_at = Some(Timestamp::now());
+            }
+            let event = Event::StepStarted { step: task.step, attempt: run.attempt };
+            let run = self.apply(&mut tx, &workflow, run, event).await?;
+            tx.execute(
+                "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, started_at, \
+                 worker) VALUES ($1, $7, $2, $3, $4, 'running', $5, $6)",
+                args![
+                    &run.id,
+                    task.step as i64,
+                    &workflow.steps[task.step].name,
+                    i64::from(run.attempt),
+                    Timestamp::now(),
+                    worker,
+                    run.retry_count
+                ],
+            )
+            .await?;
+            tx.commit().await?;
+            (run, workflow)
+        };
+
+        // Run the step, outside any transaction.
+        let step = &workflow.steps[task.step];
+        let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
+        let outputs: BTreeMap<String, Value> =
+            store::outputs_before(&self.0.db, &run.id, task.step)
+                .await?
+                .into_iter()
+                .map(|(i, v)| (names[i].to_string(), v))
+                .collect();
+        let ctx = StepContext {
+            run_id: run.id.clone(),
+            input: run.input.clone(),
+            outputs,
+            attempt: run.attempt,
+            items: Arc::new(Items(self.0.db.clone())),
+            step_index: task.step,
+        };
+        let span =
+            tracing::info_span!("step", run.id = %run.id, step = %step.name, attempt = run.attempt);
+        let outcome = {
+            let fut = std::panic::AssertUnwindSafe((step.run)(ctx)).catch_unwind();
+            match tokio::time::timeout(step.timeout, tracing::Instrument::instrument(fut, span))
+                .await
+            {
+                Ok(Ok(result)) => result,
+                Ok(Err(_)) => Err(StepError::permanent(format!("step {} panicked", step.name))),
+                Err(_) => Err(StepError::retryable(format!(
+                    "step {} timed out after {} s",
+                    step.name,
+                    step.timeout.as_secs()
+                ))),
+            }
+        };
+
+        // Finish: record the attempt and the checkpoint, decide, continue, in one go.
+        let mut tx = self.0.db.begin().await?;
+        lock_keys(&mut tx).await?;
+        let Some(now) = store::load_run(&mut tx, &run.id).await? else {
+            return Ok(());
+        };
+        let (status, error, summary, event) = match &outcome {
+            Ok(StepOutcome::Done(output)) => {
+                store::save_checkpoint(&mut tx, &run.id, task.step, output).await?;
+                (
+                    "succeeded",
+                    None,
+                    Some(summarise(output)),
+                    Event::StepSucceeded { step: task.step },
+                )
+            }
+            Ok(StepOutcome::SkipRun(reason)) => (
+                "skipped",
+                None,
+                Some(reason.clone()),
+                Event::StepSkippedRun { step: task.step, reason: reason.clone() },
+            ),
+            Ok(StepOutcome::Pause(reason)) => (
+                "paused",
+                None,
+                Some(reason.clone()),
+                Event::StepPaused { step: task.step, reason: reason.clone() },
+            ),
+            Err(StepError::Cancelled) => {
+                ("cancelled", None, None, Event::StepCancelled { step: task.step })
+            }
+            Err(StepError::Failed { kind, message }) => (
+                "failed",
+                Some(message.clone()),
+                None,
+                Event::StepFailed { step: task.step, kind: *kind, message: message.clone() },
+            ),
+        };
+        tx.execute(
+            "UPDATE run_steps SET status = $1, finished_at = $2, error = $3, output_summary = $4 \
+             WHERE run_id = $5 AND step_index = $6 AND attempt = $7 AND round = $8",
+            args![
+                status,
+                Timestamp::now(),
+                error,
+                summary,
+                &run.id,
+                task.step as i64,
+                i64::from(run.attempt),
+                run.retry_count
+            ],
+        )
+        .await?;
+        match self.apply(&mut tx, &workflow, now, event).await {
+            Ok(_) | Err(Error::Refused(_)) => {}
+            Err(e) => return Err(e),
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A worker that takes step tasks from the queue, `concurrency` at a time.
+    pub fn worker(&self, name: &str, concurrency: usize) -> Worker {
+        Worker {
+            engine: self.clone(),
+            name: name.to_string(),
+            concurrency: concurrency.max(1),
+            heartbeat: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Executes step tasks until shut down.
+#[derive(Debug)]
+pub struct Worker {
+    engine: Engine,
+    name: String,
+    concurrency: usize,
+    heartbeat: Duration,
+}
+
+impl Worker {
+    /// Sets how often the worker reports it is alive; a worker silent for two intervals is
+    /// taken for dead and its tasks go to others.
+    pub fn heartbeat(mut self, interval: Duration) -> Worker {
+        self.heartbeat = interval;
+        self
+    }
+
+    /// Runs until `shutdown` resolves.
+    pub async fn run(
+        self,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let name = format!("{}-{}", self.name, ulid::Ulid::generate().to_string().to_lowercase());
+        tracing::info!(worker = %name, concurrency = self.concurrency, "worker started");
+        let engine = self.engine.clone();
+        let handler_name = name.clone();
+        let handler = move |task: StepTask| {
+            let engine = engine.clone();
+            let worker = handler_name.clone();
+            async move {
+                let result = engine.execute(task, &worker).await;
+                if let Err(e) = &result {
+                    tracing::error!(error = %e, "step task failed inside the engine");
+                }
+                result
+            }
+        };
+        let poll = Duration::from_millis(500);
+        let stop = async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        };
+        match &self.engine.0.db {
+            Db::Sqlite(pool) => {
+                let config = apalis_sqlite::Config::default()
+                    .queue(QUEUE)
+                    .heartbeat_interval(self.heartbeat)
+                    .missed_heartbeats(2);
+                let storage = apalis_sqlite::SqliteStorage::<StepTask>::new(pool)
+                    .with_config(config)
+                    .poll_with_interval(poll);
+                let worker = WorkerBuilder::new(name.as_str())
+                    .backend(storage)
+                    .concurrency(self.concurrency)
+                    .build(handler);
+                worker.run_until(stop).await.map_err(|e| Error::Queue(e.to_string()))?;
+            }
+            Db::Postgres(pool) => {
+                let config = apalis_postgres::Config::default()
+                    .queue(QUEUE)
+                    .heartbeat_interval(self.heartbeat)
+                    .missed_heartbeats(2);
+                let storage = apalis_postgres::PostgresStorage::<StepTask>::new(pool)
+                    .with_config(config)
+                    .poll_with_interval(poll);
+                let worker = WorkerBuilder::new(name.as_str())
+                    .backend(storage)
+                    .concurrency(self.concurrency)
+                    .build(handler);
+                worker.run_until(stop).await.map_err(|e| Error::Queue(e.to_string()))?;
+            }
+        }
+        tracing::info!(worker = %name, "worker stopped");
+        Ok(())
+    }
+}
+
+/// Item checkpoints and the cancel flag, for step contexts.
+struct Items(Db);
+
+impl ItemStore for Items {
+    fn load(&self, run_id: &str, step: usize, key: &str) -> ItemFuture<Option<Value>> {
+        let (db, run_id, key) = (self.0.clone(), run_id.to_string(), key.to_string());
+        Box::pin(
+            async move { store::load_item(&db, &run_id, step, &key).await.map_err(db_failure) },
+        )
+    }
+
+    fn save(&self, run_id: &str, step: usize, key: &str, output: &Value) -> ItemFuture<()> {
+        let (db, run_id, key, output) =
+            (self.0.clone(), run_id.to_string(), key.to_string(), output.clone());
+        Box::pin(async move {
+            store::save_item(&db, &run_id, step, &key, &output).await.map_err(db_failure)
+        })
+    }
+
+    fn cancelled(&self, run_id: &str) -> ItemFuture<bool> {
+        let (db, run_id) = (self.0.clone(), run_id.to_string());
+        Box::pin(async move { store::cancel_requested(&db, &run_id).await.map_err(db_failure) })
+    }
+}
+
+fn db_failure(e: isocrates_db::Error) -> StepError {
+    StepError::Failed { kind: FailureKind::Retryable, message: format!("checkpoint store: {e}") }
+}
+
+/// One line describing a step's output, for the step history.
+fn summarise(output: &Value) -> String {
+    match output {
+        Value::Object(map) if map.contains_key("summary") => {
+            map["summary"].as_str().map_or_else(|| map["summary"].to_string(), str::to_string)
+        }
+        other => {
+            let text = other.to_string();
+            if text.chars().count() > 200 {
+                format!("{}…", text.chars().take(200).collect::<String>())
+            } else {
+                text
+            }
+        }
+    }
+}
+
+fn log_transition(workflow: &Workflow, run: &Run) {
+    let step = workflow.steps.get(run.current_step).map_or("", |s| s.name.as_str());
+    match run.status {
+        RunStatus::Running => {}
+        RunStatus::Failed => tracing::error!(
+            run.id = %run.id, workflow = %workflow.name, step, error = run.error.as_deref().unwrap_or(""),
+            "run failed"
+        ),
+        status => tracing::info!(
+            run.id = %run.id, workflow = %workflow.name, step, status = store::status_name(status),
+            reason = run.error.as_deref().unwrap_or(""), "run {}", store::status_name(status)
+        ),
+    }
+}
+
+/// Serialises the transactions that decide which run of a key may run (SQLite's
+/// `BEGIN IMMEDIATE` already does).
+async fn lock_keys(tx: &mut Tx) -> Result<(), Error> {
+    if let Tx::Postgres(t) = tx {
+        sqlx::query("SELECT pg_advisory_xact_lock(7263002)")
+            .execute(&mut **t)
+            .await
+            .map_err(isocrates_db::Error::from)?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct CountRow {
+    n: i64,
+}
+
+async fn running_with_key(tx: &mut Tx, key: &str, except: &str) -> Result<bool, Error> {
+    let row: Option<CountRow> = tx
+        .fetch_optional(
+            "SELECT count(*) AS n FROM runs WHERE concurrency_key = $1 AND status = 'running' AND id <> $2",
+            args![key, except],
+        )
+        .await?;
+    Ok(row.is_some_and(|r| r.n > 0))
+}
+
+/// Starts the newest queued run of `key` that waits for the key to be free.
+async fn dispatch_waiting(tx: &mut Tx, key: &str) -> Result<(), Error> {
+    #[derive(sqlx::FromRow)]
+    struct Waiting {
+        id: String,
+        current_step: i64,
+        attempt: i64,
+    }
+    let waiting: Option<Waiting> = tx
+        .fetch_optional(
+            "SELECT id, current_step, attempt FROM runs WHERE concurrency_key = $1 AND status = 'queued' \
+             ORDER BY created_at DESC LIMIT 1",
+            args![key],
+        )
+        .await?;
+    if let Some(w) = waiting {
+        let task = StepTask {
+            run_id: w.id,
+            step: usize::try_from(w.current_step).unwrap_or_default(),
+            attempt: u32::try_from(w.attempt).unwrap_or(1),
+        };
+        push_step(tx, &task, Duration::ZERO).await?;
+    }
+    Ok(())
+}
+
+/// Pushes a step task inside `tx`, so it exists exactly when the transaction commits.
+async fn push_step(tx: &mut Tx, task: &StepTask, delay: Duration) -> Result<(), Error> {
+    let bytes = serde_json::to_vec(task).map_err(|e| Error::Queue(e.to_string()))?;
+    let task = TaskBuilder::new(bytes).max_attempts(TASK_MAX_ATTEMPTS).run_after(delay).build();
+    match tx {
+        Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, QUEUE, &[task])
+            .await
+            .map_err(|e| Error::Queue(e.to_string())),
+        Tx::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, QUEUE, vec![task])
+            .await
+            .map_err(|e| Error::Queue(e.to_string())),
+    }
+}

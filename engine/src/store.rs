@@ -1,0 +1,328 @@
+//! The engine's records: runs, step attempts, checkpoints and item checkpoints, in the
+//! tables of the `engine` migration. Every change of a run's state happens here, inside
+//! one transaction with the task that continues it.
+
+use isocrates_db::{Db, Timestamp, Tx, args};
+use serde_json::Value;
+
+use crate::RunStatus;
+use crate::core::RunView;
+
+/// A run of a workflow.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Run {
+    /// Its id.
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// Its input.
+    pub input: Value,
+    /// Runs with this key while one is live are one run.
+    pub dedup_key: Option<String>,
+    /// At most one run with this key runs at a time.
+    pub concurrency_key: Option<String>,
+    /// Its state.
+    pub status: RunStatus,
+    /// The step it is at.
+    pub current_step: usize,
+    /// The attempt of that step.
+    pub attempt: u32,
+    /// An operator asked to cancel it.
+    pub cancel_requested: bool,
+    /// What started it: `manual`, `webhook`, `schedule`.
+    pub trigger: String,
+    /// Why it failed, was cancelled, skipped or paused.
+    pub error: Option<String>,
+    /// How many times an operator retried it.
+    pub retry_count: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its first step started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+}
+
+impl Run {
+    pub(crate) fn view(&self) -> RunView {
+        RunView {
+            status: self.status,
+            current_step: self.current_step,
+            attempt: self.attempt,
+            cancel_requested: self.cancel_requested,
+        }
+    }
+}
+
+/// One attempt of one step.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepRecord {
+    /// The step's position.
+    pub step_index: usize,
+    /// Its name.
+    pub step: String,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// `running`, `succeeded`, `failed`, `interrupted`, `cancelled`, `paused`, `skipped`.
+    pub status: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<String>,
+    /// One line for operators.
+    pub output_summary: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct RunRow {
+    id: String,
+    workflow: String,
+    input: sqlx::types::Json<Value>,
+    dedup_key: Option<String>,
+    concurrency_key: Option<String>,
+    status: String,
+    current_step: i64,
+    attempt: i64,
+    cancel_requested: bool,
+    trigger: String,
+    error: Option<String>,
+    retry_count: i64,
+    created_at: Timestamp,
+    started_at: Option<Timestamp>,
+    finished_at: Option<Timestamp>,
+}
+
+impl From<RunRow> for Run {
+    fn from(r: RunRow) -> Run {
+        Run {
+            id: r.id,
+            workflow: r.workflow,
+            input: r.input.0,
+            dedup_key: r.dedup_key,
+            concurrency_key: r.concurrency_key,
+            status: parse_status(&r.status),
+            current_step: usize::try_from(r.current_step).unwrap_or_default(),
+            attempt: u32::try_from(r.attempt).unwrap_or(1),
+            cancel_requested: r.cancel_requested,
+            trigger: r.trigger,
+            error: r.error,
+            retry_count: r.retry_count,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        }
+    }
+}
+
+/// The stored name of a status.
+pub fn status_name(status: RunStatus) -> &'static str {
+    match status {
+        RunStatus::Queued => "queued",
+        RunStatus::Running => "running",
+        RunStatus::Paused => "paused",
+        RunStatus::Completed => "completed",
+        RunStatus::Failed => "failed",
+        RunStatus::Cancelled => "cancelled",
+        RunStatus::Skipped => "skipped",
+    }
+}
+
+/// Parses a stored status name; unknown names read as `failed`, which an operator sees.
+pub fn parse_status(name: &str) -> RunStatus {
+    match name {
+        "queued" => RunStatus::Queued,
+        "running" => RunStatus::Running,
+        "paused" => RunStatus::Paused,
+        "completed" => RunStatus::Completed,
+        "cancelled" => RunStatus::Cancelled,
+        "skipped" => RunStatus::Skipped,
+        _ => RunStatus::Failed,
+    }
+}
+
+pub(crate) const RUN_COLUMNS: &str = "id, workflow, input, dedup_key, concurrency_key, status, \
+     current_step, attempt, cancel_requested, trigger, error, retry_count, created_at, \
+     started_at, finished_at";
+
+/// Loads a run inside a transaction.
+pub(crate) async fn load_run(tx: &mut Tx, id: &str) -> Result<Option<Run>, isocrates_db::Error> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+    Ok(tx.fetch_optional::<RunRow>(sql, args![id]).await?.map(Run::from))
+}
+
+/// Loads a run.
+pub(crate) async fn get_run(db: &Db, id: &str) -> Result<Option<Run>, isocrates_db::Error> {
+    let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+    Ok(db.fetch_optional::<RunRow>(sql, args![id]).await?.map(Run::from))
+}
+
+/// Writes the state fields of `run` back.
+pub(crate) async fn save_run(tx: &mut Tx, run: &Run) -> Result<(), isocrates_db::Error> {
+    tx.execute(
+        "UPDATE runs SET status = $1, current_step = $2, attempt = $3, cancel_requested = $4, \
+         error = $5, retry_count = $6, started_at = $7, finished_at = $8, updated_at = $9 \
+         WHERE id = $10",
+        args![
+            status_name(run.status),
+            run.current_step as i64,
+            i64::from(run.attempt),
+            run.cancel_requested,
+            run.error.clone(),
+            run.retry_count,
+            run.started_at,
+            run.finished_at,
+            Timestamp::now(),
+            &run.id
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct StepRow {
+    step_index: i64,
+    step: String,
+    attempt: i64,
+    status: String,
+    started_at: Timestamp,
+    finished_at: Option<Timestamp>,
+    error: Option<String>,
+    output_summary: Option<String>,
+}
+
+/// The attempts of a run's steps, in the order they ran.
+pub(crate) async fn steps_of(
+    db: &Db,
+    run_id: &str,
+) -> Result<Vec<StepRecord>, isocrates_db::Error> {
+    let rows: Vec<StepRow> = db
+        .fetch_all(
+            "SELECT step_index, step, attempt, status, started_at, finished_at, error, \
+             output_summary FROM run_steps WHERE run_id = $1 ORDER BY started_at, round, step_index, attempt",
+            args![run_id],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| StepRecord {
+            step_index: usize::try_from(r.step_index).unwrap_or_default(),
+            step: r.step,
+            attempt: u32::try_from(r.attempt).unwrap_or(1),
+            status: r.status,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            error: r.error,
+            output_summary: r.output_summary,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct OutputRow {
+    step_index: i64,
+    output: sqlx::types::Json<Value>,
+}
+
+/// The checkpoints of the steps before `step`, by index.
+pub(crate) async fn outputs_before(
+    db: &Db,
+    run_id: &str,
+    step: usize,
+) -> Result<Vec<(usize, Value)>, isocrates_db::Error> {
+    let rows: Vec<OutputRow> = db
+        .fetch_all(
+            "SELECT step_index, output FROM run_checkpoints WHERE run_id = $1 AND step_index < $2 \
+             ORDER BY step_index",
+            args![run_id, step as i64],
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| (usize::try_from(r.step_index).unwrap_or_default(), r.output.0))
+        .collect())
+}
+
+/// Records step `step`'s checkpoint.
+pub(crate) async fn save_checkpoint(
+    tx: &mut Tx,
+    run_id: &str,
+    step: usize,
+    output: &Value,
+) -> Result<(), isocrates_db::Error> {
+    tx.execute(
+        "INSERT INTO run_checkpoints (run_id, step_index, output, created_at) VALUES ($1, $2, $3, $4) \
+         ON CONFLICT (run_id, step_index) DO UPDATE SET output = excluded.output, \
+         created_at = excluded.created_at",
+        args![run_id, step as i64, output.clone(), Timestamp::now()],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Forgets the checkpoints (step outputs and items) of step `step` and every later step.
+pub(crate) async fn discard_from(
+    tx: &mut Tx,
+    run_id: &str,
+    step: usize,
+) -> Result<(), isocrates_db::Error> {
+    for sql in [
+        "DELETE FROM run_checkpoints WHERE run_id = $1 AND step_index >= $2",
+        "DELETE FROM run_items WHERE run_id = $1 AND step_index >= $2",
+    ] {
+        tx.execute(sql, args![run_id, step as i64]).await?;
+    }
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct ItemRow {
+    output: sqlx::types::Json<Value>,
+}
+
+/// The recorded output of one item.
+pub(crate) async fn load_item(
+    db: &Db,
+    run_id: &str,
+    step: usize,
+    key: &str,
+) -> Result<Option<Value>, isocrates_db::Error> {
+    let row: Option<ItemRow> = db
+        .fetch_optional(
+            "SELECT output FROM run_items WHERE run_id = $1 AND step_index = $2 AND item_key = $3",
+            args![run_id, step as i64, key],
+        )
+        .await?;
+    Ok(row.map(|r| r.output.0))
+}
+
+/// Records one item's output; recording it twice keeps the first.
+pub(crate) async fn save_item(
+    db: &Db,
+    run_id: &str,
+    step: usize,
+    key: &str,
+    output: &Value,
+) -> Result<(), isocrates_db::Error> {
+    db.execute(
+        "INSERT INTO run_items (run_id, step_index, item_key, output, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (run_id, step_index, item_key) DO NOTHING",
+        args![run_id, step as i64, key, output.clone(), Timestamp::now()],
+    )
+    .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct FlagRow {
+    cancel_requested: bool,
+}
+
+/// Whether the run was asked to stop.
+pub(crate) async fn cancel_requested(db: &Db, run_id: &str) -> Result<bool, isocrates_db::Error> {
+    let row: Option<FlagRow> =
+        db.fetch_optional("SELECT cancel_requested FROM runs WHERE id = $1", args![run_id]).await?;
+    Ok(row.is_some_and(|r| r.cancel_requested))
+}

@@ -1,0 +1,311 @@
+//! Runs of small workflows on a real worker over apalis, on SQLite and on PostgreSQL:
+//! retries, permanent failures, item checkpoints, retry from a step, cancellation and
+//! supersession by key.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use isocrates_db::Db;
+use isocrates_engine::RunStatus;
+use isocrates_engine::core::RetryPolicy;
+use isocrates_engine::{Engine, NewRun, Run, RunFilter, StepError, StepOutcome, Workflow};
+use isocrates_testkit::on_both_backends;
+use serde_json::json;
+use tokio::sync::{Notify, oneshot};
+
+/// Counts how often each named thing ran.
+#[derive(Clone, Default)]
+struct Calls(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Calls {
+    fn hit(&self, name: &str) -> usize {
+        let mut map = self.0.lock().unwrap();
+        let n = map.entry(name.to_string()).or_default();
+        *n += 1;
+        *n
+    }
+    fn get(&self, name: &str) -> usize {
+        self.0.lock().unwrap().get(name).copied().unwrap_or_default()
+    }
+}
+
+fn fast(max_attempts: u32) -> RetryPolicy {
+    RetryPolicy {
+        max_attempts,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(50),
+        jitter: 0.0,
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// An engine and a running worker over the test database; the worker stops on drop.
+struct Harness {
+    engine: Engine,
+    stop: Option<oneshot::Sender<()>>,
+}
+
+impl Harness {
+    async fn start(url: &str, workflows: Vec<Workflow>) -> Harness {
+        let db = Db::connect(url).await.unwrap();
+        let engine = Engine::new(db, workflows).await.unwrap();
+        let (stop, stopped) = oneshot::channel::<()>();
+        let worker = engine.worker("test", 4).heartbeat(Duration::from_secs(2));
+        tokio::spawn(async move {
+            let _ = worker
+                .run(async move {
+                    let _ = stopped.await;
+                })
+                .await;
+        });
+        Harness { engine, stop: Some(stop) }
+    }
+
+    async fn submit(&self, workflow: &str, key: Option<&str>) -> Run {
+        self.engine
+            .submit(NewRun {
+                workflow: workflow.to_string(),
+                input: json!({"n": 1}),
+                dedup_key: None,
+                concurrency_key: key.map(str::to_string),
+                trigger: "manual".to_string(),
+            })
+            .await
+            .unwrap()
+            .run
+    }
+
+    /// Waits until the run reaches `status`.
+    async fn wait_for(&self, id: &str, status: RunStatus) -> Run {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let run = self.engine.run(id).await.unwrap();
+            if run.status == status {
+                return run;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "run {id} stuck at {:?}: {:?}",
+                run.status,
+                run.error
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+fn flaky(calls: Calls) -> Workflow {
+    let (a, b, c) = (calls.clone(), calls.clone(), calls);
+    Workflow::new("flaky")
+        .step_with("fetch", fast(3), TIMEOUT, move |_| {
+            let calls = a.clone();
+            async move {
+                calls.hit("fetch");
+                Ok(StepOutcome::Done(json!({"summary": "fetched", "value": 41})))
+            }
+        })
+        .step_with("compute", fast(3), TIMEOUT, move |ctx| {
+            let calls = b.clone();
+            async move {
+                let n = calls.hit("compute");
+                if n < 3 {
+                    return Err(StepError::retryable(format!("flaky failure {n}")));
+                }
+                let value =
+                    ctx.output("fetch").and_then(|o| o["value"].as_i64()).unwrap_or_default();
+                Ok(StepOutcome::Done(json!({"value": value + 1})))
+            }
+        })
+        .step_with("publish", fast(3), TIMEOUT, move |ctx| {
+            let calls = c.clone();
+            async move {
+                calls.hit("publish");
+                assert_eq!(ctx.output("compute").unwrap()["value"], 42);
+                Ok(StepOutcome::Done(json!({"summary": "published"})))
+            }
+        })
+}
+
+on_both_backends! {
+    async fn a_step_that_fails_twice_then_succeeds_completes_the_run(db) {
+        let calls = Calls::default();
+        let h = Harness::start(&db.url, vec![flaky(calls.clone())]).await;
+        let run = h.submit("flaky", None).await;
+        let done = h.wait_for(&run.id, RunStatus::Completed).await;
+        assert!(done.finished_at.is_some() && done.error.is_none());
+        assert_eq!((calls.get("fetch"), calls.get("compute"), calls.get("publish")), (1, 3, 1));
+
+        let steps = h.engine.steps(&run.id).await.unwrap();
+        let history: Vec<_> = steps.iter().map(|s| (s.step.as_str(), s.attempt, s.status.as_str(), s.error.as_deref())).collect();
+        assert_eq!(history, [
+            ("fetch", 1, "succeeded", None),
+            ("compute", 1, "failed", Some("flaky failure 1")),
+            ("compute", 2, "failed", Some("flaky failure 2")),
+            ("compute", 3, "succeeded", None),
+            ("publish", 1, "succeeded", None),
+        ]);
+        assert_eq!(steps[0].output_summary.as_deref(), Some("fetched"));
+    }
+
+    async fn a_permanent_error_fails_the_run_at_once(db) {
+        let calls = Calls::default();
+        let c = calls.clone();
+        let wf = Workflow::new("broken").step_with("clone", fast(5), TIMEOUT, move |_| {
+            let calls = c.clone();
+            async move {
+                calls.hit("clone");
+                Err(StepError::permanent("repository not found: check the URL"))
+            }
+        });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let run = h.submit("broken", None).await;
+        let failed = h.wait_for(&run.id, RunStatus::Failed).await;
+        assert_eq!(failed.error.as_deref(), Some("repository not found: check the URL"));
+        assert_eq!(calls.get("clone"), 1, "never retried");
+    }
+
+    async fn finished_items_never_run_again_and_retry_from_a_step_reuses_earlier_ones(db) {
+        let calls = Calls::default();
+        let fail_publish = Arc::new(AtomicUsize::new(1));
+        let (a, b, c, gate) = (calls.clone(), calls.clone(), calls.clone(), fail_publish.clone());
+        let wf = Workflow::new("fanout")
+            .step_with("plan", fast(1), TIMEOUT, move |_| {
+                let calls = a.clone();
+                async move {
+                    calls.hit("plan");
+                    Ok(StepOutcome::Done(json!({"pages": ["p1", "p2", "p3", "p4"]})))
+                }
+            })
+            .step_with("write", fast(3), TIMEOUT, move |ctx| {
+                let calls = b.clone();
+                async move {
+                    let pages: Vec<String> = serde_json::from_value(ctx.output("plan").unwrap()["pages"].clone()).unwrap();
+                    let mut written = Vec::new();
+                    for page in pages {
+                        let calls = calls.clone();
+                        let key = page.clone();
+                        let out = ctx.item(&key, || async move {
+                            let n = calls.hit(&page);
+                            // The third page fails on its first try, after two pages were written.
+                            if page == "p3" && n == 1 {
+                                return Err(StepError::retryable("provider timed out"));
+                            }
+                            Ok(json!(format!("text of {page}")))
+                        }).await?;
+                        written.push(out);
+                    }
+                    Ok(StepOutcome::Done(json!({"written": written.len()})))
+                }
+            })
+            .step_with("publish", fast(1), TIMEOUT, move |_| {
+                let calls = c.clone();
+                let gate = gate.clone();
+                async move {
+                    calls.hit("publish");
+                    if gate.load(Ordering::SeqCst) == 1 {
+                        return Err(StepError::permanent("store refused"));
+                    }
+                    Ok(StepOutcome::Done(json!({})))
+                }
+            });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let run = h.submit("fanout", None).await;
+        h.wait_for(&run.id, RunStatus::Failed).await;
+        // p1 and p2 were written once, though the step ran twice.
+        assert_eq!((calls.get("p1"), calls.get("p2"), calls.get("p3"), calls.get("p4")), (1, 1, 2, 1));
+
+        // Retry from `write`: its items are discarded and written again; `plan` is reused.
+        fail_publish.store(0, Ordering::SeqCst);
+        let retried = h.engine.retry(&run.id, Some("write")).await.unwrap();
+        assert_eq!(retried.retry_count, 1);
+        h.wait_for(&run.id, RunStatus::Completed).await;
+        assert_eq!(calls.get("plan"), 1);
+        assert_eq!((calls.get("p1"), calls.get("p4")), (2, 2));
+        assert_eq!(calls.get("publish"), 2);
+
+        // A plain retry of a completed run is refused; unknown steps are named.
+        assert!(h.engine.retry(&run.id, None).await.is_err());
+        assert!(matches!(h.engine.retry("nope", None).await, Err(isocrates_engine::Error::NotFound(_))));
+    }
+
+    async fn newer_queued_runs_supersede_older_ones_for_a_key(db) {
+        let release = Arc::new(Notify::new());
+        let gate = release.clone();
+        let wf = Workflow::new("repo").step_with("work", fast(1), TIMEOUT, move |ctx| {
+            let gate = gate.clone();
+            async move {
+                if ctx.input["block"].as_bool().unwrap_or(false) {
+                    gate.notified().await;
+                }
+                Ok(StepOutcome::Done(json!({})))
+            }
+        });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let first = h.engine.submit(NewRun {
+            workflow: "repo".into(), input: json!({"block": true}), dedup_key: None,
+            concurrency_key: Some("github.com/acme/app".into()), trigger: "webhook".into(),
+        }).await.unwrap().run;
+        h.wait_for(&first.id, RunStatus::Running).await;
+        let mut queued = Vec::new();
+        for _ in 0..3 {
+            queued.push(h.submit("repo", Some("github.com/acme/app")).await);
+        }
+        // The running run holds the key; of the three queued, only the newest survives.
+        for older in &queued[..2] {
+            let run = h.engine.run(&older.id).await.unwrap();
+            assert_eq!(run.status, RunStatus::Cancelled);
+            assert!(run.error.unwrap().starts_with("superseded by the newer run"));
+        }
+        assert_eq!(h.engine.run(&queued[2].id).await.unwrap().status, RunStatus::Queued);
+        release.notify_one();
+        h.wait_for(&first.id, RunStatus::Completed).await;
+        h.wait_for(&queued[2].id, RunStatus::Completed).await;
+        let listed = h.engine.runs(&RunFilter { status: Some(RunStatus::Cancelled), limit: 10, ..RunFilter::default() }).await.unwrap();
+        assert_eq!(listed.len(), 2);
+    }
+
+    async fn cancelling_a_queued_run_and_a_running_run(db) {
+        let started = Arc::new(Notify::new());
+        let signal = started.clone();
+        let wf = Workflow::new("slow")
+            .step_with("loop", fast(1), TIMEOUT, move |ctx| {
+                let signal = signal.clone();
+                async move {
+                    for i in 0..200 {
+                        ctx.item(&format!("item-{i}"), || async {
+                            signal.notify_one();
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                            Ok(json!(i))
+                        }).await?;
+                    }
+                    Ok(StepOutcome::Done(json!({})))
+                }
+            })
+            .step("after", |_| async { Ok(StepOutcome::Done(json!({}))) });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let running = h.submit("slow", Some("k")).await;
+        started.notified().await;
+        let waiting = h.submit("slow", Some("k")).await;
+        let cancelled = h.engine.cancel(&waiting.id).await.unwrap();
+        assert_eq!(cancelled.status, RunStatus::Cancelled);
+
+        let asked = h.engine.cancel(&running.id).await.unwrap();
+        assert!(asked.cancel_requested);
+        let stopped = h.wait_for(&running.id, RunStatus::Cancelled).await;
+        assert_eq!(stopped.current_step, 0, "stopped at an item boundary, before `after`");
+        assert!(h.engine.cancel(&running.id).await.is_err(), "an ended run cannot be cancelled");
+        let steps = h.engine.steps(&running.id).await.unwrap();
+        assert_eq!(steps.last().unwrap().status, "cancelled");
+    }
+}
