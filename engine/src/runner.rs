@@ -103,6 +103,9 @@ pub struct RunFilter {
 struct Inner {
     db: Db,
     workflows: HashMap<String, Arc<Workflow>>,
+    /// One sender per worker of this process: a push made here wakes them at once, instead
+    /// of at their next poll.
+    wakers: std::sync::Mutex<Vec<futures::channel::mpsc::UnboundedSender<()>>>,
 }
 
 /// The engine's handle: cheap to clone, shared by the API and the workers.
@@ -138,7 +141,14 @@ impl Engine {
             }
         }
         let workflows = workflows.into_iter().map(|w| (w.name.clone(), Arc::new(w))).collect();
-        Ok(Engine(Arc::new(Inner { db, workflows })))
+        Ok(Engine(Arc::new(Inner { db, workflows, wakers: std::sync::Mutex::default() })))
+    }
+
+    /// Wakes this process's workers after a commit that may have pushed a task.
+    fn wake(&self) {
+        if let Ok(mut wakers) = self.0.wakers.lock() {
+            wakers.retain(|w| w.unbounded_send(()).is_ok());
+        }
     }
 
     fn workflow(&self, name: &str) -> Result<Arc<Workflow>, Error> {
@@ -195,6 +205,7 @@ impl Engine {
             .await?;
         }
         tx.commit().await?;
+        self.wake();
         tracing::info!(run.id = %id, workflow = %workflow.name, trigger = %new.trigger, "run queued");
         let run = store::get_run(&self.0.db, &id).await?.ok_or_else(|| Error::NotFound(id))?;
         Ok(Submitted { run, created: true })
@@ -248,6 +259,7 @@ impl Engine {
         let event = Event::CancelRequested { reason: "cancelled by an operator".to_string() };
         self.apply(&mut tx, &workflow, run, event).await?;
         tx.commit().await?;
+        self.wake();
         self.run(id).await
     }
 
@@ -269,6 +281,7 @@ impl Engine {
         run.finished_at = None;
         self.apply(&mut tx, &workflow, run, Event::RetryRequested { from_step: from }).await?;
         tx.commit().await?;
+        self.wake();
         tracing::info!(run.id = %id, from_step = from_step.unwrap_or("(where it stopped)"), "run retried");
         self.run(id).await
     }
@@ -486,6 +499,7 @@ impl Engine {
             Err(e) => return Err(e),
         }
         tx.commit().await?;
+        self.wake();
         Ok(())
     }
 
@@ -537,7 +551,13 @@ impl Worker {
                 result
             }
         };
-        let poll = Duration::from_millis(500);
+        let (waker, woken) = futures::channel::mpsc::unbounded::<()>();
+        if let Ok(mut wakers) = self.engine.0.wakers.lock() {
+            wakers.push(waker);
+        }
+        // Pushes from this process wake the worker at once; the interval covers pushes from
+        // other processes.
+        let strategy = Strategy::new().stream(woken).interval(Duration::from_millis(500));
         let stop = async move {
             shutdown.await;
             Ok::<(), std::io::Error>(())
@@ -550,7 +570,7 @@ impl Worker {
                     .missed_heartbeats(2);
                 let storage = apalis_sqlite::SqliteStorage::<StepTask>::new(pool)
                     .with_config(config)
-                    .poll_with_interval(poll);
+                    .poll_with_strategy(strategy);
                 let worker = WorkerBuilder::new(name.as_str())
                     .backend(storage)
                     .concurrency(self.concurrency)
@@ -564,7 +584,7 @@ impl Worker {
                     .missed_heartbeats(2);
                 let storage = apalis_postgres::PostgresStorage::<StepTask>::new(pool)
                     .with_config(config)
-                    .poll_with_interval(poll);
+                    .poll_with_strategy(strategy);
                 let worker = WorkerBuilder::new(name.as_str())
                     .backend(storage)
                     .concurrency(self.concurrency)
