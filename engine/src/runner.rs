@@ -162,7 +162,7 @@ impl Engine {
     pub async fn submit(&self, new: NewRun) -> Result<Submitted, Error> {
         let workflow = self.workflow(&new.workflow)?;
         let mut tx = self.0.db.begin().await?;
-        lock_keys(&mut tx).await?;
+        lock_keys(&mut tx, &[new.dedup_key.as_deref(), new.concurrency_key.as_deref()]).await?;
         if let Some(key) = &new.dedup_key {
             let sql = format!(
                 "SELECT {} FROM runs WHERE dedup_key = $1 AND status IN ('queued', 'running', 'paused') \
@@ -252,9 +252,7 @@ impl Engine {
     /// item boundary.
     pub async fn cancel(&self, id: &str) -> Result<Run, Error> {
         let mut tx = self.0.db.begin().await?;
-        lock_keys(&mut tx).await?;
-        let run =
-            store::load_run(&mut tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let run = self.locked_run(&mut tx, id).await?;
         let workflow = self.workflow(&run.workflow)?;
         let event = Event::CancelRequested { reason: "cancelled by an operator".to_string() };
         self.apply(&mut tx, &workflow, run, event).await?;
@@ -267,9 +265,7 @@ impl Engine {
     /// where it stopped, reusing the checkpoints of every earlier step.
     pub async fn retry(&self, id: &str, from_step: Option<&str>) -> Result<Run, Error> {
         let mut tx = self.0.db.begin().await?;
-        lock_keys(&mut tx).await?;
-        let mut run =
-            store::load_run(&mut tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        let mut run = self.locked_run(&mut tx, id).await?;
         let workflow = self.workflow(&run.workflow)?;
         let from = match from_step {
             Some(name) => Some(
@@ -284,6 +280,17 @@ impl Engine {
         self.wake();
         tracing::info!(run.id = %id, from_step = from_step.unwrap_or("(where it stopped)"), "run retried");
         self.run(id).await
+    }
+
+    /// Loads a run inside `tx` after taking the locks of its keys.
+    async fn locked_run(&self, tx: &mut Tx, id: &str) -> Result<Run, Error> {
+        let run = store::load_run(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))?;
+        if run.dedup_key.is_none() && run.concurrency_key.is_none() {
+            return Ok(run);
+        }
+        lock_keys(tx, &[run.dedup_key.as_deref(), run.concurrency_key.as_deref()]).await?;
+        // Read again under the lock: another transaction may have changed it meanwhile.
+        store::load_run(tx, id).await?.ok_or_else(|| Error::NotFound(id.to_string()))
     }
 
     /// Applies an event to a run inside `tx`: the core decides, this carries it out.
@@ -443,9 +450,10 @@ impl Engine {
 
         // Finish: record the attempt and the checkpoint, decide, continue, in one go.
         let mut tx = self.0.db.begin().await?;
-        lock_keys(&mut tx).await?;
-        let Some(now) = store::load_run(&mut tx, &run.id).await? else {
-            return Ok(());
+        let now = match self.locked_run(&mut tx, &run.id).await {
+            Ok(now) => now,
+            Err(Error::NotFound(_)) => return Ok(()),
+            Err(e) => return Err(e),
         };
         let (status, error, summary, event) = match &outcome {
             Ok(StepOutcome::Done(output)) => {
@@ -658,11 +666,18 @@ fn log_transition(workflow: &Workflow, run: &Run) {
     }
 }
 
-/// Serialises the transactions that decide which run of a key may run (SQLite's
-/// `BEGIN IMMEDIATE` already does).
-async fn lock_keys(tx: &mut Tx) -> Result<(), Error> {
-    if let Tx::Postgres(t) = tx {
-        sqlx::query("SELECT pg_advisory_xact_lock(7263002)")
+/// Serialises the transactions that decide, for the same keys, which run is live and which
+/// may run (SQLite's `BEGIN IMMEDIATE` already does). Runs without keys take no lock, so
+/// they never wait for each other.
+async fn lock_keys(tx: &mut Tx, keys: &[Option<&str>]) -> Result<(), Error> {
+    let Tx::Postgres(t) = tx else { return Ok(()) };
+    let mut keys: Vec<&str> = keys.iter().flatten().copied().collect();
+    // Always in the same order, so two transactions never wait on each other in a circle.
+    keys.sort_unstable();
+    keys.dedup();
+    for key in keys {
+        sqlx::query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7263002))")
+            .bind(key)
             .execute(&mut **t)
             .await
             .map_err(isocrates_db::Error::from)?;

@@ -10,6 +10,7 @@
 //!   the time from the worker's start to the last run's end.
 //! - raw SQL: as many rows as steps, each claimed (`UPDATE ... RETURNING`) and completed in
 //!   its own transaction by `--concurrency` tasks on the same pool.
+//! - apalis alone: as many tasks through apalis with a handler that does nothing.
 //! - pickup: with the worker idle, the delay from `submit` to the first step's start, over
 //!   20 runs submitted one after another.
 
@@ -171,6 +172,68 @@ async fn raw_rate(db: &TestDb, opts: &Options) -> anyhow::Result<f64> {
     Ok(rows as f64 / started.elapsed().as_secs_f64())
 }
 
+/// The same number of tasks through apalis alone, with a handler that does nothing: the
+/// ceiling the queue itself sets.
+async fn apalis_rate(db: &TestDb, opts: &Options) -> anyhow::Result<f64> {
+    use apalis::prelude::*;
+    let pool = Db::connect(&db.url).await?;
+    let tasks = opts.runs * STEPS;
+    let done = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = done.clone();
+    let handler = move |_n: u64| {
+        let counter = counter.clone();
+        async move {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            Ok::<(), std::io::Error>(())
+        }
+    };
+    let (stop, stopped) = oneshot::channel::<()>();
+    let stop_signal = async move {
+        let _ = stopped.await;
+        Ok::<(), std::io::Error>(())
+    };
+    let started = match &pool {
+        Db::Sqlite(p) => {
+            let mut m = apalis_sqlite::SqliteStorage::<()>::migrations();
+            m.set_ignore_missing(true);
+            m.run(p).await?;
+            let mut storage = apalis_sqlite::SqliteStorage::<u64>::new(p)
+                .with_config(apalis_sqlite::Config::default().queue("bench-raw"));
+            for n in 0..tasks as u64 {
+                storage.push(n).await?;
+            }
+            let started = Instant::now();
+            let worker = WorkerBuilder::new("bench-raw")
+                .backend(storage.poll_with_interval(Duration::from_millis(100)))
+                .concurrency(opts.concurrency)
+                .build(handler);
+            tokio::spawn(worker.run_until(stop_signal));
+            started
+        }
+        Db::Postgres(p) => {
+            apalis_postgres::PostgresStorage::setup(p).await?;
+            let mut storage = apalis_postgres::PostgresStorage::<u64>::new(p)
+                .with_config(apalis_postgres::Config::default().queue("bench-raw"));
+            for n in 0..tasks as u64 {
+                storage.push(n).await?;
+            }
+            let started = Instant::now();
+            let worker = WorkerBuilder::new("bench-raw")
+                .backend(storage.poll_with_interval(Duration::from_millis(100)))
+                .concurrency(opts.concurrency)
+                .build(handler);
+            tokio::spawn(worker.run_until(stop_signal));
+            started
+        }
+    };
+    while done.load(std::sync::atomic::Ordering::SeqCst) < tasks {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let rate = tasks as f64 / started.elapsed().as_secs_f64();
+    let _ = stop.send(());
+    Ok(rate)
+}
+
 async fn pickup(db: &TestDb) -> anyhow::Result<(f64, f64)> {
     let started = Arc::new(Mutex::new(Vec::new()));
     let engine = Engine::new(Db::connect(&db.url).await?, vec![noop(started.clone())]).await?;
@@ -210,9 +273,10 @@ async fn main() -> anyhow::Result<()> {
     );
     println!();
     println!(
-        "| backend | engine steps/s | raw claim+complete/s | ratio | pickup p50 ms | pickup max ms |"
+        "| backend | engine steps/s | apalis alone tasks/s | raw claim+complete/s | engine/raw \
+         | pickup p50 ms | pickup max ms |"
     );
-    println!("| --- | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
     for backend in &opts.backends {
         let fresh = || async {
             match backend.as_str() {
@@ -223,9 +287,10 @@ async fn main() -> anyhow::Result<()> {
         };
         let engine = engine_rate(&fresh().await?, &opts).await?;
         let raw = raw_rate(&fresh().await?, &opts).await?;
+        let queue = apalis_rate(&fresh().await?, &opts).await?;
         let (p50, max) = pickup(&fresh().await?).await?;
         println!(
-            "| {backend} | {engine:.0} | {raw:.0} | {:.2} | {p50:.1} | {max:.1} |",
+            "| {backend} | {engine:.0} | {queue:.0} | {raw:.0} | {:.2} | {p50:.1} | {max:.1} |",
             engine / raw
         );
     }
