@@ -718,23 +718,13 @@ impl Storage {
     /// are redrawn.
     pub async fn set_repo_url(&self, id: &str, repo_url: Option<&str>) -> Result<Document, Error> {
         let repo_url = check_repo_url(repo_url)?;
-        let mut tx = self.db.begin().await?;
-        tx.lock_links().await?;
-        let changed = tx
-            .execute(
-                "UPDATE documents SET repo_url = $1, updated_at = $2, version = version + 1 \
-                 WHERE id = $3 AND deleted_at IS NULL",
-                args![repo_url, Timestamp::now(), id],
-            )
-            .await?;
-        if changed == 0 {
-            return Err(Error::not_found("document", id));
-        }
-        let doc = load(&mut tx, id).await?.ok_or_else(|| Error::not_found("document", id))?;
-        links::replace_outgoing(&mut tx, &doc).await?;
-        links::repair(&mut tx, &doc_keys(&doc)).await?;
-        tx.commit().await?;
-        Ok(doc)
+        self.update_relinked(
+            id,
+            "UPDATE documents SET repo_url = $1, updated_at = $2, version = version + 1 \
+             WHERE id = $3 AND deleted_at IS NULL",
+            args![repo_url, Timestamp::now(), id],
+        )
+        .await
     }
 
     async fn fetch_documents(&self, q: QueryBuilder) -> Result<Vec<Document>, Error> {
@@ -778,16 +768,26 @@ impl Storage {
 
     /// Takes a document out of the trash.
     pub async fn restore_document(&self, id: &str) -> Result<Document, Error> {
+        self.update_relinked(
+            id,
+            "UPDATE documents SET deleted_at = NULL, updated_at = $1, version = version + 1 \
+             WHERE id = $2",
+            args![Timestamp::now(), id],
+        )
+        .await
+    }
+
+    /// Runs `sql`, which must change the row of document `id`, then redraws the document's
+    /// links and those that may now resolve differently, in one transaction.
+    async fn update_relinked(
+        &self,
+        id: &str,
+        sql: &'static str,
+        args: isocrates_db::Args,
+    ) -> Result<Document, Error> {
         let mut tx = self.db.begin().await?;
         tx.lock_links().await?;
-        let changed = tx
-            .execute(
-                "UPDATE documents SET deleted_at = NULL, updated_at = $1, version = version + 1 \
-                 WHERE id = $2",
-                args![Timestamp::now(), id],
-            )
-            .await?;
-        if changed == 0 {
+        if tx.execute(sql, args).await? == 0 {
             return Err(Error::not_found("document", id));
         }
         let doc = load(&mut tx, id).await?.ok_or_else(|| Error::not_found("document", id))?;
