@@ -11,7 +11,7 @@ pub mod runner;
 pub mod store;
 pub mod workflow;
 
-pub use runner::{Engine, Error, NewRun, RunFilter, StepTask, Submitted, Worker};
+pub use runner::{Counters, Engine, Error, NewRun, RunFilter, StepTask, Submitted, Worker};
 pub use store::{Run, StepRecord};
 pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
 

@@ -100,8 +100,19 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
+/// Counts of what this process's engine saw happen, for `/metrics`: runs by the state they
+/// entered, step attempts by how they ended.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Counters {
+    /// Runs that entered each state (`queued`, `running`, `completed`, ...).
+    pub runs: BTreeMap<String, u64>,
+    /// Step attempts by outcome (`succeeded`, `failed`, `interrupted`, ...).
+    pub steps: BTreeMap<String, u64>,
+}
+
 struct Inner {
     db: Db,
+    counters: std::sync::Mutex<Counters>,
     workflows: HashMap<String, Arc<Workflow>>,
     /// One sender per worker of this process: a push made here wakes them at once, instead
     /// of at their next poll.
@@ -141,7 +152,29 @@ impl Engine {
             }
         }
         let workflows = workflows.into_iter().map(|w| (w.name.clone(), Arc::new(w))).collect();
-        Ok(Engine(Arc::new(Inner { db, workflows, wakers: std::sync::Mutex::default() })))
+        Ok(Engine(Arc::new(Inner {
+            db,
+            counters: std::sync::Mutex::default(),
+            workflows,
+            wakers: std::sync::Mutex::default(),
+        })))
+    }
+
+    /// What this process's engine has counted since it started.
+    pub fn counters(&self) -> Counters {
+        self.0.counters.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn count_run(&self, status: RunStatus) {
+        if let Ok(mut c) = self.0.counters.lock() {
+            *c.runs.entry(store::status_name(status).to_string()).or_default() += 1;
+        }
+    }
+
+    fn count_step(&self, outcome: &str) {
+        if let Ok(mut c) = self.0.counters.lock() {
+            *c.steps.entry(outcome.to_string()).or_default() += 1;
+        }
     }
 
     /// Wakes this process's workers after a commit that may have pushed a task.
@@ -206,6 +239,7 @@ impl Engine {
         }
         tx.commit().await?;
         self.wake();
+        self.count_run(RunStatus::Queued);
         tracing::info!(run.id = %id, workflow = %workflow.name, trigger = %new.trigger, "run queued");
         let run = store::get_run(&self.0.db, &id).await?.ok_or_else(|| Error::NotFound(id))?;
         Ok(Submitted { run, created: true })
@@ -347,6 +381,9 @@ impl Engine {
         }
         store::save_run(tx, &run).await?;
         if was != run.status {
+            // Counted before the commit: a rollback overcounts by one, which a counter of
+            // events may.
+            self.count_run(run.status);
             log_transition(workflow, &run);
             if (run.status.is_terminal() || run.status == RunStatus::Paused)
                 && let Some(key) = &run.concurrency_key
@@ -388,6 +425,7 @@ impl Engine {
                 .await?;
             if open > 0 {
                 // The interrupted attempt counts; this one is the next.
+                self.count_step("interrupted");
                 run.attempt += 1;
                 tracing::warn!(run.id = %run.id, step = %workflow.steps[task.step].name, "resuming a step whose worker stopped");
             }
@@ -508,6 +546,7 @@ impl Engine {
         }
         tx.commit().await?;
         self.wake();
+        self.count_step(status);
         Ok(())
     }
 

@@ -156,6 +156,12 @@ on_both_backends! {
             ("publish", 1, "succeeded", None),
         ]);
         assert_eq!(steps[0].output_summary.as_deref(), Some("fetched"));
+
+        let counters = h.engine.counters();
+        assert_eq!(counters.steps.get("succeeded"), Some(&3));
+        assert_eq!(counters.steps.get("failed"), Some(&2));
+        assert_eq!(counters.runs.get("completed"), Some(&1));
+        assert_eq!(counters.runs.get("queued"), Some(&1));
     }
 
     async fn a_permanent_error_fails_the_run_at_once(db) {
