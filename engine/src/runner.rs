@@ -47,6 +47,9 @@ pub enum Error {
     /// The task queue failed.
     #[error("task queue: {0}")]
     Queue(String),
+    /// A schedule is unusable.
+    #[error("{0}")]
+    Schedule(String),
 }
 
 /// The payload of one step task.
@@ -193,9 +196,25 @@ impl Engine {
     /// starts at once unless another run with its key is running, in which case it starts
     /// when that one ends.
     pub async fn submit(&self, new: NewRun) -> Result<Submitted, Error> {
-        let workflow = self.workflow(&new.workflow)?;
         let mut tx = self.0.db.begin().await?;
-        lock_keys(&mut tx, &[new.dedup_key.as_deref(), new.concurrency_key.as_deref()]).await?;
+        let submitted = self.submit_in(&mut tx, new).await?;
+        tx.commit().await?;
+        self.after_submit(&submitted);
+        Ok(submitted)
+    }
+
+    fn after_submit(&self, submitted: &Submitted) {
+        if submitted.created {
+            self.wake();
+            self.count_run(RunStatus::Queued);
+            let run = &submitted.run;
+            tracing::info!(run.id = %run.id, workflow = %run.workflow, trigger = %run.trigger, "run queued");
+        }
+    }
+
+    async fn submit_in(&self, tx: &mut Tx, new: NewRun) -> Result<Submitted, Error> {
+        let workflow = self.workflow(&new.workflow)?;
+        lock_keys(tx, &[new.dedup_key.as_deref(), new.concurrency_key.as_deref()]).await?;
         if let Some(key) = &new.dedup_key {
             let sql = format!(
                 "SELECT {} FROM runs WHERE dedup_key = $1 AND status IN ('queued', 'running', 'paused') \
@@ -203,7 +222,6 @@ impl Engine {
                 store::RUN_COLUMNS
             );
             if let Some(row) = tx.fetch_optional::<store::RunRow>(sql, args![key]).await? {
-                tx.commit().await?;
                 return Ok(Submitted { run: Run::from(row), created: false });
             }
         }
@@ -226,23 +244,87 @@ impl Engine {
             .await?;
         }
         let key_busy = match &new.concurrency_key {
-            Some(key) => running_with_key(&mut tx, key, &id).await?,
+            Some(key) => running_with_key(tx, key, &id).await?,
             None => false,
         };
         if !key_busy {
-            push_step(
-                &mut tx,
-                &StepTask { run_id: id.clone(), step: 0, attempt: 1 },
-                Duration::ZERO,
+            push_step(tx, &StepTask { run_id: id.clone(), step: 0, attempt: 1 }, Duration::ZERO)
+                .await?;
+        }
+        let run = store::load_run(tx, &id).await?.ok_or_else(|| Error::NotFound(id))?;
+        Ok(Submitted { run, created: true })
+    }
+
+    /// Starts the run of tick `tick` of the schedule `schedule`, unless a run for that
+    /// tick exists already (another process running the same schedule started it).
+    pub async fn submit_tick(
+        &self,
+        schedule: &str,
+        tick: u64,
+        new: NewRun,
+    ) -> Result<Option<Submitted>, Error> {
+        let mut tx = self.0.db.begin().await?;
+        let submitted = self.submit_in(&mut tx, new).await?;
+        let claimed = tx
+            .execute(
+                "INSERT INTO schedule_ticks (schedule, tick, run_id) VALUES ($1, $2, $3) \
+                 ON CONFLICT (schedule, tick) DO NOTHING",
+                args![schedule, i64::try_from(tick).unwrap_or(i64::MAX), &submitted.run.id],
             )
             .await?;
+        if claimed == 0 {
+            // Dropping the transaction rolls the new run back.
+            return Ok(None);
         }
         tx.commit().await?;
-        self.wake();
-        self.count_run(RunStatus::Queued);
-        tracing::info!(run.id = %id, workflow = %workflow.name, trigger = %new.trigger, "run queued");
-        let run = store::get_run(&self.0.db, &id).await?.ok_or_else(|| Error::NotFound(id))?;
-        Ok(Submitted { run, created: true })
+        self.after_submit(&submitted);
+        Ok(Some(submitted))
+    }
+
+    /// Runs the schedule `name` until `shutdown`: at every tick of the cron expression
+    /// `cron` (with seconds: `0 0 3 * * *` is daily at 03:00 UTC), `make(tick)` gives the
+    /// run to start. Several processes may run the same schedule; each tick starts one run.
+    pub async fn run_schedule(
+        &self,
+        name: &str,
+        cron: &str,
+        make: impl Fn(u64) -> NewRun + Send + Sync + 'static,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), Error> {
+        let schedule = <cron::Schedule as std::str::FromStr>::from_str(cron).map_err(|e| {
+            Error::Schedule(format!("schedule {name}: '{cron}' is not a cron expression: {e}"))
+        })?;
+        let engine = self.clone();
+        let schedule_name = name.to_string();
+        let make = Arc::new(make);
+        let handler = move |tick: apalis_cron::Tick| {
+            let (engine, name, make) = (engine.clone(), schedule_name.clone(), make.clone());
+            async move {
+                let at = tick.get_timestamp();
+                match engine.submit_tick(&name, at, make(at)).await {
+                    Ok(Some(s)) => {
+                        tracing::info!(schedule = %name, run.id = %s.run.id, "scheduled run started")
+                    }
+                    Ok(None) => {
+                        tracing::debug!(schedule = %name, tick = at, "tick already started elsewhere")
+                    }
+                    Err(e) => {
+                        tracing::warn!(schedule = %name, error = %e, "scheduled run could not start")
+                    }
+                }
+                Ok::<(), Error>(())
+            }
+        };
+        let worker_name =
+            format!("schedule-{name}-{}", ulid::Ulid::generate().to_string().to_lowercase());
+        let worker = WorkerBuilder::new(worker_name.as_str())
+            .backend(apalis_cron::CronScheduler::new(schedule))
+            .build(handler);
+        let stop = async move {
+            shutdown.await;
+            Ok::<(), std::io::Error>(())
+        };
+        worker.run_until(stop).await.map_err(|e| Error::Queue(e.to_string()))
     }
 
     /// A run.

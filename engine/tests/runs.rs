@@ -281,6 +281,46 @@ on_both_backends! {
         assert_eq!(listed.len(), 2);
     }
 
+    async fn two_schedulers_start_one_run_per_tick(db) {
+        let wf = Workflow::new("tick").step("noop", |_| async { Ok(StepOutcome::Done(json!({}))) });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let make = |tick: u64| NewRun {
+            workflow: "tick".into(),
+            input: json!({"tick": tick}),
+            dedup_key: None,
+            concurrency_key: None,
+            trigger: "schedule".into(),
+        };
+        // Two schedulers, as two processes would run them, ticking every second.
+        let mut stops = Vec::new();
+        for _ in 0..2 {
+            let (stop, stopped) = oneshot::channel::<()>();
+            let engine = h.engine.clone();
+            tokio::spawn(async move {
+                let done = async move {
+                    let _ = stopped.await;
+                };
+                engine.run_schedule("refresh", "* * * * * *", make, done).await.unwrap();
+            });
+            stops.push(stop);
+        }
+        tokio::time::sleep(Duration::from_millis(3500)).await;
+        for stop in stops {
+            let _ = stop.send(());
+        }
+        let runs = h.engine.runs(&RunFilter { workflow: Some("tick".into()), limit: 100, ..RunFilter::default() }).await.unwrap();
+        let mut ticks: Vec<u64> = runs.iter().map(|r| r.input["tick"].as_u64().unwrap()).collect();
+        assert!(ticks.len() >= 2, "{ticks:?}");
+        let all = ticks.len();
+        ticks.sort_unstable();
+        ticks.dedup();
+        assert_eq!(ticks.len(), all, "one run per tick, whatever the number of schedulers");
+        assert!(runs.iter().all(|r| r.trigger == "schedule"));
+
+        let bad = h.engine.run_schedule("bad", "every day", make, async {}).await;
+        assert!(matches!(bad, Err(isocrates_engine::Error::Schedule(m)) if m.contains("every day")));
+    }
+
     async fn cancelling_a_queued_run_and_a_running_run(db) {
         let started = Arc::new(Notify::new());
         let signal = started.clone();

@@ -59,3 +59,12 @@ CREATE TABLE run_items (
     created_at TEXT NOT NULL,
     PRIMARY KEY (run_id, step_index, item_key)
 );
+
+-- One row per tick of a schedule that started a run, so that several processes running
+-- the same schedule start one run per tick between them.
+CREATE TABLE schedule_ticks (
+    schedule TEXT NOT NULL,
+    tick     INTEGER NOT NULL,
+    run_id   TEXT NOT NULL REFERENCES runs (id) ON DELETE CASCADE,
+    PRIMARY KEY (schedule, tick)
+);
