@@ -61,6 +61,8 @@ pub struct StepTask {
     pub step: usize,
     /// The attempt the task is for.
     pub attempt: u32,
+    /// Matches the run's token only for the task that may continue it.
+    pub token: String,
 }
 
 /// A run to start.
@@ -248,8 +250,7 @@ impl Engine {
             None => false,
         };
         if !key_busy {
-            push_step(tx, &StepTask { run_id: id.clone(), step: 0, attempt: 1 }, Duration::ZERO)
-                .await?;
+            push_step(tx, &id, 0, 1, Duration::ZERO).await?;
         }
         let run = store::load_run(tx, &id).await?.ok_or_else(|| Error::NotFound(id))?;
         Ok(Submitted { run, created: true })
@@ -443,9 +444,8 @@ impl Engine {
                         _ => true,
                     };
                     if free {
-                        let task =
-                            StepTask { run_id: run.id.clone(), step: *step, attempt: *attempt };
-                        push_step(tx, &task, *delay).await?;
+                        run.task_token =
+                            Some(push_step(tx, &run.id, *step, *attempt, *delay).await?);
                     }
                 }
                 Action::DiscardCheckpointsFrom { step } => {
@@ -485,7 +485,9 @@ impl Engine {
                 return Ok(());
             };
             let workflow = self.workflow(&run.workflow)?;
-            let current = run.current_step == task.step && run.attempt == task.attempt;
+            let current = run.current_step == task.step
+                && run.attempt == task.attempt
+                && run.task_token.as_deref() == Some(task.token.as_str());
             if !current || run.status.is_terminal() || run.status == RunStatus::Paused {
                 tracing::debug!(run.id = %run.id, step = task.step, "stale step task ignored");
                 return Ok(());
@@ -837,26 +839,35 @@ async fn dispatch_waiting(tx: &mut Tx, key: &str) -> Result<(), Error> {
         )
         .await?;
     if let Some(w) = waiting {
-        let task = StepTask {
-            run_id: w.id,
-            step: usize::try_from(w.current_step).unwrap_or_default(),
-            attempt: u32::try_from(w.attempt).unwrap_or(1),
-        };
-        push_step(tx, &task, Duration::ZERO).await?;
+        let step = usize::try_from(w.current_step).unwrap_or_default();
+        let attempt = u32::try_from(w.attempt).unwrap_or(1);
+        push_step(tx, &w.id, step, attempt, Duration::ZERO).await?;
     }
     Ok(())
 }
 
-/// Pushes a step task inside `tx`, so it exists exactly when the transaction commits.
-async fn push_step(tx: &mut Tx, task: &StepTask, delay: Duration) -> Result<(), Error> {
-    let bytes = serde_json::to_vec(task).map_err(|e| Error::Queue(e.to_string()))?;
+/// Pushes the task of step `step`, attempt `attempt`, of run `run_id` inside `tx`, so it
+/// exists exactly when the transaction commits, and makes it the one task that may continue
+/// the run. Returns its token.
+async fn push_step(
+    tx: &mut Tx,
+    run_id: &str,
+    step: usize,
+    attempt: u32,
+    delay: Duration,
+) -> Result<String, Error> {
+    let token = ulid::Ulid::generate().to_string();
+    tx.execute("UPDATE runs SET task_token = $1 WHERE id = $2", args![&token, run_id]).await?;
+    let task = StepTask { run_id: run_id.to_string(), step, attempt, token: token.clone() };
+    let bytes = serde_json::to_vec(&task).map_err(|e| Error::Queue(e.to_string()))?;
     let task = TaskBuilder::new(bytes).max_attempts(TASK_MAX_ATTEMPTS).run_after(delay).build();
     match tx {
         Tx::Sqlite(t) => apalis_sqlite::queries::push_tasks(&mut **t, QUEUE, &[task])
             .await
-            .map_err(|e| Error::Queue(e.to_string())),
+            .map_err(|e| Error::Queue(e.to_string()))?,
         Tx::Postgres(t) => apalis_postgres::queries::push_tasks(&mut **t, QUEUE, vec![task])
             .await
-            .map_err(|e| Error::Queue(e.to_string())),
+            .map_err(|e| Error::Queue(e.to_string()))?,
     }
+    Ok(token)
 }

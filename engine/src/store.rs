@@ -41,6 +41,8 @@ pub struct Run {
     pub started_at: Option<Timestamp>,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
+    /// The token of the step task that may continue it.
+    pub(crate) task_token: Option<String>,
 }
 
 impl Run {
@@ -92,6 +94,7 @@ pub(crate) struct RunRow {
     created_at: Timestamp,
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
+    task_token: Option<String>,
 }
 
 impl From<RunRow> for Run {
@@ -112,6 +115,7 @@ impl From<RunRow> for Run {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            task_token: r.task_token,
         }
     }
 }
@@ -144,7 +148,7 @@ pub fn parse_status(name: &str) -> RunStatus {
 
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, input, dedup_key, concurrency_key, status, \
      current_step, attempt, cancel_requested, trigger, error, retry_count, created_at, \
-     started_at, finished_at";
+     started_at, finished_at, task_token";
 
 /// Loads a run inside a transaction.
 pub(crate) async fn load_run(tx: &mut Tx, id: &str) -> Result<Option<Run>, isocrates_db::Error> {

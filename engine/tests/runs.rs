@@ -50,10 +50,20 @@ struct Harness {
 
 impl Harness {
     async fn start(url: &str, workflows: Vec<Workflow>) -> Harness {
+        let mut h = Harness::idle(url, workflows).await;
+        h.start_worker();
+        h
+    }
+
+    /// An engine with no worker yet: submitted runs wait in the queue.
+    async fn idle(url: &str, workflows: Vec<Workflow>) -> Harness {
         let db = Db::connect(url).await.unwrap();
-        let engine = Engine::new(db, workflows).await.unwrap();
+        Harness { engine: Engine::new(db, workflows).await.unwrap(), stop: None }
+    }
+
+    fn start_worker(&mut self) {
         let (stop, stopped) = oneshot::channel::<()>();
-        let worker = engine.worker("test", 4).heartbeat(Duration::from_secs(2));
+        let worker = self.engine.worker("test", 4).heartbeat(Duration::from_secs(2));
         tokio::spawn(async move {
             let _ = worker
                 .run(async move {
@@ -61,7 +71,7 @@ impl Harness {
                 })
                 .await;
         });
-        Harness { engine, stop: Some(stop) }
+        self.stop = Some(stop);
     }
 
     async fn submit(&self, workflow: &str, key: Option<&str>) -> Run {
@@ -279,6 +289,29 @@ on_both_backends! {
         h.wait_for(&queued[2].id, RunStatus::Completed).await;
         let listed = h.engine.runs(&RunFilter { status: Some(RunStatus::Cancelled), limit: 10, ..RunFilter::default() }).await.unwrap();
         assert_eq!(listed.len(), 2);
+    }
+
+    async fn tasks_left_over_from_before_a_cancel_and_retry_do_nothing(db) {
+        let calls = Calls::default();
+        let c = calls.clone();
+        let wf = Workflow::new("once").step("work", move |_| {
+            let calls = c.clone();
+            async move {
+                calls.hit("work");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                Ok(StepOutcome::Done(json!({})))
+            }
+        });
+        let mut h = Harness::idle(&db.url, vec![wf]).await;
+        let run = h.submit("once", None).await;
+        // The first task is still in the queue when the run is cancelled and retried, which
+        // pushes a second task for the same step.
+        h.engine.cancel(&run.id).await.unwrap();
+        h.engine.retry(&run.id, None).await.unwrap();
+        h.start_worker();
+        h.wait_for(&run.id, RunStatus::Completed).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        assert_eq!(calls.get("work"), 1, "only the retry's task ran the step");
     }
 
     async fn two_schedulers_start_one_run_per_tick(db) {

@@ -14,6 +14,9 @@ CREATE TABLE runs (
     current_step     INTEGER NOT NULL DEFAULT 0,
     attempt          INTEGER NOT NULL DEFAULT 1,
     cancel_requested BOOLEAN NOT NULL DEFAULT FALSE,
+    -- The token of the one step task that may continue the run; a task with another token
+    -- is stale (left over from before a cancel or a retry) and does nothing.
+    task_token       TEXT,
     trigger          TEXT NOT NULL,
     error            TEXT,
     retry_count      INTEGER NOT NULL DEFAULT 0,
