@@ -686,9 +686,10 @@ impl Worker {
         if let Ok(mut wakers) = self.engine.0.wakers.lock() {
             wakers.push(waker);
         }
-        // Pushes from this process wake the worker at once; the interval covers pushes from
-        // other processes.
-        let strategy = Strategy::new().stream(woken).interval(Duration::from_millis(500));
+        // Pushes from this process wake the worker at once; on PostgreSQL so do pushes from
+        // other processes (LISTEN/NOTIFY); the interval covers the rest (SQLite across
+        // processes, and any wake-up lost).
+        let poll = Duration::from_millis(500);
         let stop = async move {
             shutdown.await;
             Ok::<(), std::io::Error>(())
@@ -699,6 +700,7 @@ impl Worker {
                     .queue(QUEUE)
                     .heartbeat_interval(self.heartbeat)
                     .missed_heartbeats(2);
+                let strategy = Strategy::new().stream(woken).interval(poll);
                 let storage = apalis_sqlite::SqliteStorage::<StepTask>::new(pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);
@@ -713,6 +715,12 @@ impl Worker {
                     .queue(QUEUE)
                     .heartbeat_interval(self.heartbeat)
                     .missed_heartbeats(2);
+                let notified = apalis_postgres::Pubsub::new(pool.clone(), QUEUE.to_string());
+                let wakes = futures::stream::select(
+                    futures::StreamExt::map(woken, |()| ()),
+                    futures::StreamExt::map(notified, |_| ()),
+                );
+                let strategy = Strategy::new().stream(wakes).interval(poll);
                 let storage = apalis_postgres::PostgresStorage::<StepTask>::new(pool)
                     .with_config(config)
                     .poll_with_strategy(strategy);
