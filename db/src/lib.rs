@@ -66,6 +66,26 @@ impl fmt::Debug for Db {
     }
 }
 
+/// Runs `sql` with `args` on the backend `$target` holds, each arm naming its executor (a
+/// pool or an open transaction). `execute` answers the rows touched; `rows fetch_all` and
+/// `rows fetch_optional` decode rows. The one place the two backends' query types meet.
+macro_rules! run_query {
+    (execute, $target:expr, $sql:expr, $args:expr, $sp:pat => $se:expr, $pp:pat => $pe:expr) => {{
+        let sql: Sql = $sql.into();
+        match $target {
+            $sp => bind_sqlite(sqlx::query(sql.safe()), $args).execute($se).await?.rows_affected(),
+            $pp => bind_pg(sqlx::query(sql.safe()), $args).execute($pe).await?.rows_affected(),
+        }
+    }};
+    (rows $finish:ident, $target:expr, $sql:expr, $args:expr, $sp:pat => $se:expr, $pp:pat => $pe:expr) => {{
+        let sql: Sql = $sql.into();
+        match $target {
+            $sp => bind_sqlite_as(sqlx::query_as(sql.safe()), $args).$finish($se).await?,
+            $pp => bind_pg_as(sqlx::query_as(sql.safe()), $args).$finish($pe).await?,
+        }
+    }};
+}
+
 /// How long a writer waits for SQLite's lock before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -119,15 +139,9 @@ impl Db {
 
     /// Runs a statement and returns the number of rows it touched.
     pub async fn execute(&self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                bind_sqlite(sqlx::query(sql.safe()), args).execute(pool).await?.rows_affected()
-            }
-            Db::Postgres(pool) => {
-                bind_pg(sqlx::query(sql.safe()), args).execute(pool).await?.rows_affected()
-            }
-        })
+        Ok(
+            run_query!(execute, self, sql, args, Db::Sqlite(pool) => pool, Db::Postgres(pool) => pool),
+        )
     }
 
     /// Runs a query and decodes every row.
@@ -136,15 +150,9 @@ impl Db {
         sql: impl Into<Sql>,
         args: Args,
     ) -> Result<Vec<T>, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                bind_sqlite_as(sqlx::query_as(sql.safe()), args).fetch_all(pool).await?
-            }
-            Db::Postgres(pool) => {
-                bind_pg_as(sqlx::query_as(sql.safe()), args).fetch_all(pool).await?
-            }
-        })
+        Ok(
+            run_query!(rows fetch_all, self, sql, args, Db::Sqlite(pool) => pool, Db::Postgres(pool) => pool),
+        )
     }
 
     /// Runs a query and decodes its first row, if any.
@@ -153,15 +161,9 @@ impl Db {
         sql: impl Into<Sql>,
         args: Args,
     ) -> Result<Option<T>, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Db::Sqlite(pool) => {
-                bind_sqlite_as(sqlx::query_as(sql.safe()), args).fetch_optional(pool).await?
-            }
-            Db::Postgres(pool) => {
-                bind_pg_as(sqlx::query_as(sql.safe()), args).fetch_optional(pool).await?
-            }
-        })
+        Ok(
+            run_query!(rows fetch_optional, self, sql, args, Db::Sqlite(pool) => pool, Db::Postgres(pool) => pool),
+        )
     }
 
     /// Closes every connection of the pool.
@@ -184,15 +186,9 @@ pub enum Tx {
 impl Tx {
     /// Runs a statement and returns the number of rows it touched.
     pub async fn execute(&mut self, sql: impl Into<Sql>, args: Args) -> Result<u64, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Tx::Sqlite(tx) => {
-                bind_sqlite(sqlx::query(sql.safe()), args).execute(&mut **tx).await?.rows_affected()
-            }
-            Tx::Postgres(tx) => {
-                bind_pg(sqlx::query(sql.safe()), args).execute(&mut **tx).await?.rows_affected()
-            }
-        })
+        Ok(
+            run_query!(execute, self, sql, args, Tx::Sqlite(tx) => &mut **tx, Tx::Postgres(tx) => &mut **tx),
+        )
     }
 
     /// Runs a query and decodes every row.
@@ -201,15 +197,9 @@ impl Tx {
         sql: impl Into<Sql>,
         args: Args,
     ) -> Result<Vec<T>, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Tx::Sqlite(tx) => {
-                bind_sqlite_as(sqlx::query_as(sql.safe()), args).fetch_all(&mut **tx).await?
-            }
-            Tx::Postgres(tx) => {
-                bind_pg_as(sqlx::query_as(sql.safe()), args).fetch_all(&mut **tx).await?
-            }
-        })
+        Ok(
+            run_query!(rows fetch_all, self, sql, args, Tx::Sqlite(tx) => &mut **tx, Tx::Postgres(tx) => &mut **tx),
+        )
     }
 
     /// Runs a query and decodes its first row, if any.
@@ -218,15 +208,9 @@ impl Tx {
         sql: impl Into<Sql>,
         args: Args,
     ) -> Result<Option<T>, Error> {
-        let sql = sql.into();
-        Ok(match self {
-            Tx::Sqlite(tx) => {
-                bind_sqlite_as(sqlx::query_as(sql.safe()), args).fetch_optional(&mut **tx).await?
-            }
-            Tx::Postgres(tx) => {
-                bind_pg_as(sqlx::query_as(sql.safe()), args).fetch_optional(&mut **tx).await?
-            }
-        })
+        Ok(
+            run_query!(rows fetch_optional, self, sql, args, Tx::Sqlite(tx) => &mut **tx, Tx::Postgres(tx) => &mut **tx),
+        )
     }
 
     /// Serialises the transactions that redraw wikilink edges. SQLite's `BEGIN IMMEDIATE`

@@ -694,41 +694,44 @@ impl Worker {
             shutdown.await;
             Ok::<(), std::io::Error>(())
         };
+        // The two storages share no trait for their configuration, so one macro states it
+        // once for both.
+        macro_rules! run_on {
+            ($config:ty, $storage:expr) => {{
+                let config = <$config>::default()
+                    .queue(QUEUE)
+                    .heartbeat_interval(self.heartbeat)
+                    .missed_heartbeats(2);
+                WorkerBuilder::new(name.as_str())
+                    .backend($storage(config))
+                    .concurrency(self.concurrency)
+                    .build(handler)
+                    .run_until(stop)
+                    .await
+                    .map_err(|e| Error::Queue(e.to_string()))?
+            }};
+        }
         match &self.engine.0.db {
             Db::Sqlite(pool) => {
-                let config = apalis_sqlite::Config::default()
-                    .queue(QUEUE)
-                    .heartbeat_interval(self.heartbeat)
-                    .missed_heartbeats(2);
                 let strategy = Strategy::new().stream(woken).interval(poll);
-                let storage = apalis_sqlite::SqliteStorage::<StepTask>::new(pool)
-                    .with_config(config)
-                    .poll_with_strategy(strategy);
-                let worker = WorkerBuilder::new(name.as_str())
-                    .backend(storage)
-                    .concurrency(self.concurrency)
-                    .build(handler);
-                worker.run_until(stop).await.map_err(|e| Error::Queue(e.to_string()))?;
+                run_on!(apalis_sqlite::Config, |config| {
+                    apalis_sqlite::SqliteStorage::<StepTask>::new(pool)
+                        .with_config(config)
+                        .poll_with_strategy(strategy)
+                })
             }
             Db::Postgres(pool) => {
-                let config = apalis_postgres::Config::default()
-                    .queue(QUEUE)
-                    .heartbeat_interval(self.heartbeat)
-                    .missed_heartbeats(2);
                 let notified = apalis_postgres::Pubsub::new(pool.clone(), QUEUE.to_string());
                 let wakes = futures::stream::select(
                     futures::StreamExt::map(woken, |()| ()),
                     futures::StreamExt::map(notified, |_| ()),
                 );
                 let strategy = Strategy::new().stream(wakes).interval(poll);
-                let storage = apalis_postgres::PostgresStorage::<StepTask>::new(pool)
-                    .with_config(config)
-                    .poll_with_strategy(strategy);
-                let worker = WorkerBuilder::new(name.as_str())
-                    .backend(storage)
-                    .concurrency(self.concurrency)
-                    .build(handler);
-                worker.run_until(stop).await.map_err(|e| Error::Queue(e.to_string()))?;
+                run_on!(apalis_postgres::Config, |config| {
+                    apalis_postgres::PostgresStorage::<StepTask>::new(pool)
+                        .with_config(config)
+                        .poll_with_strategy(strategy)
+                })
             }
         }
         tracing::info!(worker = %name, "worker stopped");
