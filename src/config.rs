@@ -34,13 +34,20 @@ pub struct Config {
     pub jwt_secret: Option<SecretString>,
     /// `ENVIRONMENT`: `development` (default) or `production`.
     pub production: bool,
-    /// `LOG_LEVEL`: a tracing filter, `info` by default.
-    pub log_level: String,
+    /// `LOG_LEVEL`: a tracing filter; unset, long-running commands log at `info` and
+    /// one-shot commands at `warn`.
+    pub log_level: Option<String>,
     /// `LOG_FORMAT`: `text` (default) or `json`.
     pub log_format: LogFormat,
     /// `MAX_BODY_BYTES`: the largest request body, 5 MiB by default.
     pub max_body_bytes: usize,
+    /// `WORKERS`: how many steps a worker runs at once (2 by default); 0 makes `serve`
+    /// run no embedded worker.
+    pub workers: usize,
 }
+
+/// The default of `WORKERS`.
+pub const DEFAULT_WORKERS: usize = 2;
 
 /// The values of the environment, as a map so tests can supply their own.
 pub type Vars = HashMap<String, String>;
@@ -121,6 +128,12 @@ impl Config {
                 format!("MAX_BODY_BYTES must be a number of bytes, at least 1024 (got \"{v}\")")
             })?,
         };
+        let workers = match get(vars, "WORKERS") {
+            None => DEFAULT_WORKERS,
+            Some(v) => v.parse::<usize>().ok().filter(|&n| n <= 256).ok_or_else(|| {
+                format!("WORKERS must be a number from 0 (no embedded worker) to 256 (got \"{v}\")")
+            })?,
+        };
         let database_url = get(vars, "DATABASE_URL").unwrap_or("sqlite://isocrates.db").to_string();
         if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p))
         {
@@ -137,9 +150,10 @@ impl Config {
             public_read: flag(vars, "PUBLIC_READ", false)?,
             jwt_secret: secret(vars, "JWT_SECRET_KEY")?,
             production,
-            log_level: get(vars, "LOG_LEVEL").unwrap_or("info").to_string(),
+            log_level: get(vars, "LOG_LEVEL").map(str::to_string),
             log_format,
             max_body_bytes,
+            workers,
         };
         config.check_production()?;
         Ok(config)
@@ -196,6 +210,8 @@ mod tests {
         assert!(c.auth_enabled);
         assert!(!c.public_read);
         assert_eq!(c.log_format, LogFormat::Text);
+        assert_eq!(c.workers, DEFAULT_WORKERS);
+        assert_eq!(Config::from_vars(&vars(&[("WORKERS", "0")])).unwrap().workers, 0);
     }
 
     #[test]
@@ -208,6 +224,8 @@ mod tests {
             ("ENVIRONMENT", "staging"),
             ("DATABASE_URL", "mysql://x"),
             ("MAX_BODY_BYTES", "-1"),
+            ("WORKERS", "many"),
+            ("WORKERS", "-1"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(err.contains(name), "{err}");

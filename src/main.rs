@@ -2,13 +2,16 @@
 //! crates together. No behaviour lives here beyond that wiring.
 
 mod config;
+mod jobs;
 
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use isocrates_api::{ApiConfig, AppState};
+use isocrates_engine::Engine;
 use isocrates_storage::Storage;
+use isocrates_workflows::docgen;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
@@ -24,8 +27,16 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the HTTP API.
+    /// Serve the HTTP API, with an embedded worker unless WORKERS=0.
     Serve,
+    /// Run a worker only: it executes the steps of queued jobs (more machines on one
+    /// PostgreSQL database each run one).
+    Worker,
+    /// Inspect and steer documentation jobs.
+    Jobs {
+        #[command(subcommand)]
+        command: jobs::JobsCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -63,7 +74,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    if let Err(message) = init_logging(&config) {
+    // Commands that print an answer keep their standard error for errors, unless asked.
+    let quiet = matches!(cli.command, Command::Jobs { .. } | Command::Token { .. });
+    if let Err(message) = init_logging(&config, if quiet { "warn" } else { "info" }) {
         report(&format!("configuration error: {message}"));
         return ExitCode::from(2);
     }
@@ -74,7 +87,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let serving = matches!(cli.command, Command::Serve);
+    let serving = matches!(cli.command, Command::Serve | Command::Worker);
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -93,8 +106,15 @@ fn report(line: &str) {
     eprintln!("{line}");
 }
 
-fn init_logging(config: &Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log_level).map_err(|e| {
+fn init_logging(config: &Config, default_level: &str) -> Result<(), String> {
+    let level = config.log_level.as_deref().unwrap_or(default_level);
+    // PostgreSQL's notices ("relation already exists, skipping") are not ours to show.
+    let level = if level.contains("sqlx") {
+        level.to_string()
+    } else {
+        format!("{level},sqlx::postgres::notice=warn")
+    };
+    let filter = EnvFilter::try_new(&level).map_err(|e| {
         format!("LOG_LEVEL is not a valid filter such as info or isocrates=debug: {e}")
     })?;
     let builder = tracing_subscriber::fmt()
@@ -111,8 +131,15 @@ fn init_logging(config: &Config) -> Result<(), String> {
 async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
+        Command::Worker => worker(config).await,
+        Command::Jobs { command } => {
+            let (storage, engine) = open_engine(&config).await?;
+            let result = jobs::run(&engine, command).await;
+            storage.close().await;
+            result
+        }
         Command::Migrate => {
-            let storage = open_storage(&config).await?;
+            let (storage, _engine) = open_engine(&config).await?;
             storage.close().await;
             Ok(())
         }
@@ -124,6 +151,50 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
 
 async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
     Storage::open(&config.database_url).await.context("opening the database (check DATABASE_URL)")
+}
+
+/// The database with every migration applied, and the engine over it with the
+/// documentation workflow.
+async fn open_engine(config: &Config) -> anyhow::Result<(Storage, Engine)> {
+    let storage = open_storage(config).await?;
+    let engine = Engine::new(storage.db().clone(), vec![docgen::workflow()])
+        .await
+        .context("preparing the job queue's tables")?;
+    Ok((storage, engine))
+}
+
+/// Runs a worker of `concurrency` steps at once until `shutdown` turns true.
+fn spawn_worker(
+    engine: &Engine,
+    concurrency: usize,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) -> tokio::task::JoinHandle<anyhow::Result<()>> {
+    let worker = engine.worker("isocrates", concurrency);
+    tokio::spawn(async move {
+        let stop = async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        };
+        worker.run(stop).await.context("running the worker")
+    })
+}
+
+async fn worker(config: Config) -> anyhow::Result<()> {
+    if config.workers == 0 {
+        anyhow::bail!("WORKERS=0 leaves isocrates worker nothing to run: set WORKERS to 1 or more");
+    }
+    let (storage, engine) = open_engine(&config).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = spawn_worker(&engine, config.workers, stopped);
+    tracing::info!(
+        db.backend = storage.backend().name(),
+        concurrency = config.workers,
+        "IsoCrates worker running"
+    );
+    shutdown_signal().await;
+    let _ = stop.send(true);
+    handle.await.context("the worker task")??;
+    storage.close().await;
+    Ok(())
 }
 
 fn jwt_secret(config: &Config) -> SecretString {
@@ -142,14 +213,15 @@ fn jwt_secret(config: &Config) -> SecretString {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    let storage = open_storage(&config).await?;
+    let (storage, engine) = open_engine(&config).await?;
     let api_config = ApiConfig {
         auth_enabled: config.auth_enabled,
         public_read: config.public_read,
         jwt_secret: jwt_secret(&config),
         max_body_bytes: config.max_body_bytes,
     };
-    let state = AppState::new(storage.clone(), api_config).map_err(anyhow::Error::msg)?;
+    let state =
+        AppState::new(storage.clone(), engine.clone(), api_config).map_err(anyhow::Error::msg)?;
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await
@@ -163,11 +235,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if !config.auth_enabled {
         tracing::warn!("AUTH_ENABLED=false: every request acts as an admin; never expose this");
     }
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = if config.workers > 0 {
+        Some(spawn_worker(&engine, config.workers, stopped))
+    } else {
+        tracing::info!("WORKERS=0: no embedded worker; jobs wait for an isocrates worker");
+        None
+    };
     let app = isocrates_api::app(state);
     axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
+    // The API has drained; now the worker finishes the steps it is running and stops.
+    let _ = stop.send(true);
+    if let Some(worker) = worker {
+        worker.await.context("the worker task")??;
+    }
     storage.close().await;
     tracing::info!("IsoCrates API stopped");
     Ok(())

@@ -1,5 +1,6 @@
-//! The `isocrates` binary as an operator runs it: `serve` on a real port, `migrate`,
-//! `token create`, and configuration errors that stop start-up with one line.
+//! The `isocrates` binary as an operator runs it: `serve` on a real port with its embedded
+//! worker, `worker`, `jobs`, `migrate`, `token create`, and configuration errors that stop
+//! start-up with one line.
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,8 +35,13 @@ struct Server {
 
 impl Server {
     fn start(dir: &Path, db_url: &str) -> Server {
+        Server::start_with(dir, db_url, &[])
+    }
+
+    fn start_with(dir: &Path, db_url: &str, env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let child = isocrates(dir, db_url)
+            .envs(env.iter().copied())
             .arg("serve")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
@@ -120,6 +126,35 @@ fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).to_string()
 }
 
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).to_string()
+}
+
+/// Polls `GET /api/jobs/{id}` until its status is `status`.
+fn wait_for_status(server: &Server, token: &str, id: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, job) = server.call("GET", &format!("/api/jobs/{id}"), Some(token), None);
+        if job["status"] == status {
+            return job;
+        }
+        assert!(Instant::now() < deadline, "the job never became {status}: {job}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn admin_token(server: &Server) -> String {
+    let admin = json!({"email": "admin@example.com", "password": "admin-password", "display_name": "Admin"});
+    assert_eq!(server.call("POST", "/api/auth/register", None, Some(admin)).0, 201);
+    let (_, login) = server.call(
+        "POST",
+        "/api/auth/login",
+        None,
+        Some(json!({"email": "admin@example.com", "password": "admin-password"})),
+    );
+    login["token"].as_str().unwrap().to_string()
+}
+
 on_both_backends! {
     async fn serve_answers_an_operator_setup_over_http(db) {
         let dir = tempfile::tempdir().unwrap();
@@ -176,6 +211,96 @@ on_both_backends! {
             assert_eq!(me["user"]["role"], "service");
             let (status, _) = server.call("POST", "/api/docs", Some(&token), Some(json!({"title": "Generated", "content": "x"})));
             assert_eq!(status, 201);
+        })
+        .await
+        .unwrap();
+    }
+    async fn serve_runs_jobs_on_its_embedded_worker_and_jobs_commands_steer_them(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.url.clone();
+        let dir_path = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let server = Server::start(&dir_path, &url);
+            let admin = admin_token(&server);
+            let (status, job) = server.call("POST", "/api/jobs", Some(&admin), Some(json!({"repo_url": "https://github.com/acme/widgets"})));
+            assert_eq!(status, 201, "{job}");
+            let id = job["id"].as_str().unwrap().to_string();
+            // This build's documentation steps are not there yet: the embedded worker runs
+            // the job, which fails at once with a message that says so.
+            let failed = wait_for_status(&server, &admin, &id, "failed");
+            assert!(failed["error_message"].as_str().unwrap().contains("cannot generate documentation"), "{failed}");
+            let (_, health) = server.call("GET", "/health", None, None);
+            assert!(health["workers"].as_u64().unwrap() >= 1, "{health}");
+            assert_eq!(health["queue"]["failed"], 1);
+
+            let jobs = |args: &[&str]| isocrates(&dir_path, &url).env_remove("LOG_LEVEL").arg("jobs").args(args).output().unwrap();
+            let list = jobs(&["list"]);
+            assert!(list.status.success(), "{}", stderr(&list));
+            let text = stdout(&list);
+            assert!(text.contains(&id) && text.contains("failed") && text.contains("https://github.com/acme/widgets"), "{text}");
+
+            let show = jobs(&["show", &id]);
+            assert!(show.status.success(), "{}", stderr(&show));
+            let text = stdout(&show);
+            assert!(text.contains("clone") && text.contains("publish") && text.contains("cannot generate documentation"), "{text}");
+            let as_json: Value = serde_json::from_slice(&jobs(&["show", &id, "--json"]).stdout).unwrap();
+            assert_eq!(as_json["id"], id.as_str());
+            assert_eq!(as_json["steps"][0]["attempts"], 1);
+
+            for (args, expected) in [
+                (vec!["show", "01nope"], "not found"),
+                (vec!["retry", &id, "--from-step", "deploy"], "clone, analyze"),
+                (vec!["cancel", &id], "already ended"),
+                (vec!["list", "--status", "sleeping"], "--status"),
+            ] {
+                let output = jobs(&args);
+                assert_eq!(output.status.code(), Some(1), "{args:?}");
+                let text = stderr(&output);
+                assert_eq!(text.trim().lines().count(), 1, "{text}");
+                assert!(text.starts_with("error:") && text.contains(expected), "{args:?}: {text}");
+            }
+
+            let retry = jobs(&["retry", &id]);
+            assert!(retry.status.success(), "{}", stderr(&retry));
+            let again = wait_for_status(&server, &admin, &id, "failed");
+            assert_eq!(again["retry_count"], 1);
+            assert_eq!(again["steps"][0]["attempts"], 2);
+        })
+        .await
+        .unwrap();
+    }
+
+    async fn with_workers_0_jobs_wait_for_an_isocrates_worker(db) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = db.url.clone();
+        let dir_path = dir.path().to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            let server = Server::start_with(&dir_path, &url, &[("WORKERS", "0")]);
+            let admin = admin_token(&server);
+            let (_, job) = server.call("POST", "/api/jobs", Some(&admin), Some(json!({"repo_url": "https://github.com/acme/widgets"})));
+            let id = job["id"].as_str().unwrap().to_string();
+            std::thread::sleep(Duration::from_millis(1500));
+            let (_, waiting) = server.call("GET", &format!("/api/jobs/{id}"), Some(&admin), None);
+            assert_eq!(waiting["status"], "queued", "no worker has run it");
+            let (_, health) = server.call("GET", "/health", None, None);
+            assert_eq!(health["workers"], 0);
+            let (_, deep) = server.call("GET", "/health/deep", None, None);
+            assert_eq!(deep["components"]["queue"]["status"], "degraded");
+
+            let mut worker = isocrates(&dir_path, &url)
+                .arg("worker")
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            let failed = wait_for_status(&server, &admin, &id, "failed");
+            let _ = worker.kill();
+            let _ = worker.wait();
+            assert_eq!(failed["steps"][0]["status"], "failed");
+
+            let refused = isocrates(&dir_path, &url).env("WORKERS", "0").arg("worker").output().unwrap();
+            assert_eq!(refused.status.code(), Some(1));
+            assert!(stderr(&refused).contains("WORKERS"), "{}", stderr(&refused));
         })
         .await
         .unwrap();

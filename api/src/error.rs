@@ -193,3 +193,17 @@ impl From<isocrates_storage::Error> for Error {
         }
     }
 }
+
+impl From<isocrates_engine::Error> for Error {
+    fn from(e: isocrates_engine::Error) -> Error {
+        use isocrates_engine::Error as E;
+        match e {
+            E::NotFound(id) => Error::NotFound { what: "Job".to_string(), id },
+            E::UnknownStep(name) => {
+                Error::validation("from_step", format!("the workflow has no step named {name}"))
+            }
+            E::Refused(refusal) => Error::Conflict(refusal.to_string()),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}

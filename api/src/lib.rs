@@ -1,7 +1,7 @@
 //! The HTTP API of IsoCrates (axum). It is the only crate that knows status codes and JSON
 //! shapes: [`error`] holds the one error envelope, [`auth`] the tokens, passwords and the
 //! caller extractors, [`model`] the JSON shapes, and [`routes`] one module per section of
-//! the contract (service, users and grants, documents, search, wikilinks).
+//! the contract (service, users and grants, documents, search, wikilinks, jobs).
 
 pub mod auth;
 pub mod error;
@@ -15,6 +15,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use isocrates_engine::Engine;
 use isocrates_storage::Storage;
 use secrecy::SecretString;
 use tower_http::normalize_path::NormalizePath;
@@ -40,6 +41,7 @@ pub struct ApiConfig {
 
 struct Inner {
     storage: Storage,
+    engine: Engine,
     config: ApiConfig,
     keys: TokenKeys,
     started: Instant,
@@ -50,10 +52,16 @@ struct Inner {
 pub struct AppState(Arc<Inner>);
 
 impl AppState {
-    /// State over `storage` with `config`; fails when the JWT secret is unusable.
-    pub fn new(storage: Storage, config: ApiConfig) -> Result<AppState, String> {
+    /// State over `storage` and `engine` with `config`; fails when the JWT secret is
+    /// unusable.
+    pub fn new(storage: Storage, engine: Engine, config: ApiConfig) -> Result<AppState, String> {
         let keys = TokenKeys::new(&config.jwt_secret)?;
-        Ok(AppState(Arc::new(Inner { storage, config, keys, started: Instant::now() })))
+        Ok(AppState(Arc::new(Inner { storage, engine, config, keys, started: Instant::now() })))
+    }
+
+    /// The workflow engine, for the jobs.
+    pub fn engine(&self) -> &Engine {
+        &self.0.engine
     }
 
     /// The document store.
@@ -87,6 +95,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::docs::routes())
         .merge(routes::links::routes())
         .merge(routes::search::routes())
+        .merge(routes::jobs::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -192,3 +192,148 @@ impl From<Dependency> for DependencyOut {
         }
     }
 }
+
+/// One attempt of a step, in a job's step history.
+#[derive(Debug, Clone, Serialize)]
+pub struct AttemptOut {
+    /// The attempt, from 1 (counted again from 1 after an operator's retry).
+    pub attempt: u32,
+    /// `running`, `succeeded`, `failed`, `interrupted`, `cancelled`, `paused`, `skipped`.
+    pub status: String,
+    /// When it started.
+    pub started_at: Timestamp,
+    /// When it ended.
+    pub finished_at: Option<Timestamp>,
+    /// Why it failed.
+    pub error: Option<String>,
+}
+
+/// One step of a job: its latest attempt, and every attempt in `history`.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobStepOut {
+    /// The step's name.
+    pub name: String,
+    /// The latest attempt's status; `pending` before the step first ran.
+    pub status: String,
+    /// How many attempts ran.
+    pub attempts: usize,
+    /// When the latest attempt started.
+    pub started_at: Option<Timestamp>,
+    /// When the latest attempt ended.
+    pub finished_at: Option<Timestamp>,
+    /// The latest attempt's error.
+    pub error: Option<String>,
+    /// One line about what the step produced.
+    pub output_summary: Option<String>,
+    /// Every attempt, oldest first.
+    pub history: Vec<AttemptOut>,
+}
+
+/// `Job` of the contract.
+#[derive(Debug, Clone, Serialize)]
+pub struct JobOut {
+    /// Id.
+    pub id: String,
+    /// The repository.
+    pub repo_url: String,
+    /// The commit documented, once known.
+    pub commit_sha: Option<String>,
+    /// `queued`, `running`, `paused`, `completed`, `failed`, `cancelled`, `skipped`.
+    pub status: &'static str,
+    /// Why it failed, was cancelled, skipped or paused.
+    pub error_message: Option<String>,
+    /// How many times an operator retried it.
+    pub retry_count: i64,
+    /// When it was created.
+    pub created_at: Timestamp,
+    /// When its first step started.
+    pub started_at: Option<Timestamp>,
+    /// When it ended.
+    pub completed_at: Option<Timestamp>,
+    /// `webhook`, `manual` or `schedule`.
+    pub trigger: String,
+    /// The step it is at (or ended at).
+    pub current_step: Option<String>,
+    /// Its steps in workflow order.
+    pub steps: Vec<JobStepOut>,
+    /// Tokens sent to models.
+    pub tokens_in: i64,
+    /// Tokens received from models.
+    pub tokens_out: i64,
+    /// What the models cost, in US dollars.
+    pub cost_usd: f64,
+    /// Pages published.
+    pub documents_written: u64,
+    /// Pages left as they were.
+    pub documents_skipped: u64,
+}
+
+impl JobOut {
+    /// The job of `run`, read with its step history and facts through `engine`.
+    pub async fn load(
+        engine: &isocrates_engine::Engine,
+        run: &isocrates_engine::Run,
+    ) -> Result<JobOut, isocrates_engine::Error> {
+        let steps = engine.steps(&run.id).await?;
+        let names = engine.step_names(&run.workflow)?;
+        let facts = isocrates_workflows::docgen::facts(engine, run).await?;
+        Ok(JobOut::new(run, &names, &steps, facts))
+    }
+
+    /// The job of `run`, whose workflow has the steps `names` and whose attempts are
+    /// `attempts` (in the order they ran).
+    pub fn new(
+        run: &isocrates_engine::Run,
+        names: &[String],
+        attempts: &[isocrates_engine::StepRecord],
+        facts: isocrates_workflows::docgen::RunFacts,
+    ) -> JobOut {
+        let steps = names
+            .iter()
+            .enumerate()
+            .map(|(index, name)| {
+                let history: Vec<AttemptOut> = attempts
+                    .iter()
+                    .filter(|a| a.step_index == index)
+                    .map(|a| AttemptOut {
+                        attempt: a.attempt,
+                        status: a.status.clone(),
+                        started_at: a.started_at,
+                        finished_at: a.finished_at,
+                        error: a.error.clone(),
+                    })
+                    .collect();
+                let latest = attempts.iter().rfind(|a| a.step_index == index);
+                JobStepOut {
+                    name: name.clone(),
+                    status: latest.map_or_else(|| "pending".to_string(), |a| a.status.clone()),
+                    attempts: history.len(),
+                    started_at: latest.map(|a| a.started_at),
+                    finished_at: latest.and_then(|a| a.finished_at),
+                    error: latest.and_then(|a| a.error.clone()),
+                    output_summary: latest.and_then(|a| a.output_summary.clone()),
+                    history,
+                }
+            })
+            .collect();
+        JobOut {
+            id: run.id.clone(),
+            repo_url: facts.repo_url,
+            commit_sha: facts.commit_sha,
+            status: isocrates_engine::store::status_name(run.status),
+            error_message: run.error.clone(),
+            retry_count: run.retry_count,
+            created_at: run.created_at,
+            started_at: run.started_at,
+            completed_at: run.finished_at,
+            trigger: run.trigger.clone(),
+            current_step: names.get(run.current_step).cloned(),
+            steps,
+            tokens_in: run.usage.tokens_in,
+            tokens_out: run.usage.tokens_out,
+            cost_usd: run.usage.cost_usd,
+            documents_written: facts.documents_written,
+            documents_skipped: facts.documents_skipped,
+        }
+    }
+}

@@ -25,7 +25,7 @@ async fn seed(app: &TestApp, admin: &str) -> String {
 
 on_both_backends! {
     async fn without_a_token_reads_are_empty_and_writes_401(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let id = seed(&app, &admin).await;
 
@@ -55,7 +55,7 @@ on_both_backends! {
     }
 
     async fn a_bad_token_is_401_even_on_reads(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let id = seed(&app, &admin).await;
         for header in ["garbage", "Bearer", "Bearer ", "Basic abc"] {
@@ -74,13 +74,13 @@ on_both_backends! {
         // A token signed with another secret is refused too.
         let other = TestApp::with_config(isocrates_testkit::TestDb::sqlite().await, |c| {
             c.jwt_secret = "another-secret-another-secret-another".to_string().into();
-        });
+        }).await;
         let foreign = other.admin_token().await;
         assert_eq!(app.get("/api/docs", Some(&foreign)).await.status, StatusCode::UNAUTHORIZED);
     }
 
     async fn public_read_opens_reads_but_not_writes(db) {
-        let app = TestApp::with_config(db, |c| c.public_read = true);
+        let app = TestApp::with_config(db, |c| c.public_read = true).await;
         let admin = app.admin_token().await;
         let id = seed(&app, &admin).await;
         assert_eq!(app.get(&format!("/api/docs/{id}"), None).await.status, StatusCode::OK);
@@ -89,7 +89,7 @@ on_both_backends! {
     }
 
     async fn with_auth_off_everything_is_allowed(db) {
-        let app = TestApp::new(db, false);
+        let app = TestApp::new(db, false).await;
         let created = app.post("/api/docs", None, json!({"title": "Open", "content": "x"})).await;
         assert_eq!(created.status, StatusCode::CREATED);
         let id = created.body["id"].as_str().unwrap();

@@ -18,7 +18,7 @@ fn assert_envelope(answer: &Answer, status: StatusCode, code: &str) {
 
 on_both_backends! {
     async fn malformed_bodies_are_422_naming_the_field(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         for raw in ["{", "not json", "[1,2]", "{\"title\": \"a\"} trailing", ""] {
             let answer = app.call_raw(Method::POST, "/api/docs", Some(&admin), raw.as_bytes().to_vec()).await;
@@ -35,7 +35,7 @@ on_both_backends! {
     }
 
     async fn oversized_bodies_are_413(db) {
-        let app = TestApp::with_config(db, |c| c.max_body_bytes = 64 * 1024);
+        let app = TestApp::with_config(db, |c| c.max_body_bytes = 64 * 1024).await;
         let admin = app.admin_token().await;
         let big = json!({"title": "Big", "content": "x".repeat(100 * 1024)});
         let answer = app.post("/api/docs", Some(&admin), big).await;
@@ -45,7 +45,7 @@ on_both_backends! {
     }
 
     async fn rules_of_the_service_are_400_naming_the_field(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let cases = [
             (json!({"title": "a", "content": "x", "path": "a/../etc"}), "path"),
@@ -85,7 +85,7 @@ on_both_backends! {
     }
 
     async fn unknown_ids_routes_and_methods_are_404_and_405(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         for path in ["/api/docs/doc-nope", "/api/docs/doc-nope/versions", "/api/docs/doc-nope/dependencies"] {
             assert_envelope(&app.get(path, Some(&admin)).await, StatusCode::NOT_FOUND, "DOCUMENT_NOT_FOUND");
@@ -104,7 +104,7 @@ on_both_backends! {
     }
 
     async fn nul_characters_are_refused_everywhere(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let answers = [
             app.get("/api/docs/doc%00x", Some(&admin)).await,
@@ -121,7 +121,7 @@ on_both_backends! {
     }
 
     async fn out_of_range_dates_and_bad_titles_are_refused(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         for date in ["-5000-01-01", "%2B12345-01-01", "10000-01-01"] {
             let answer = app.get(&format!("/api/docs/search?q=x&date_from={date}"), Some(&admin)).await;
@@ -134,7 +134,7 @@ on_both_backends! {
     }
 
     async fn client_request_ids_are_echoed_when_well_formed(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let send = |id: &str| {
             Request::builder().uri("/api/docs/doc-none").header("x-request-id", id).body(Body::empty()).unwrap()
         };

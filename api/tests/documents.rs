@@ -11,7 +11,7 @@ fn id_of(answer: &isocrates_testkit::Answer) -> String {
 
 on_both_backends! {
     async fn upsert_answers_201_then_200_with_versions(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let body = json!({
             "title": "Getting Started", "path": "acme/app", "content": "v1",
@@ -63,7 +63,7 @@ on_both_backends! {
     }
 
     async fn stale_version_is_409_and_keeps_the_content(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let created = app.post("/api/docs", Some(&admin), json!({"title": "Page", "content": "v1"})).await;
         let id = id_of(&created);
@@ -81,7 +81,7 @@ on_both_backends! {
     }
 
     async fn move_keywords_and_repo_keep_the_id(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let id = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Page", "path": "old", "content": "x"})).await);
         let moved = app.put(&format!("/api/docs/{id}/move"), Some(&admin), json!({"target_path": "new/place"})).await;
@@ -101,7 +101,7 @@ on_both_backends! {
     }
 
     async fn a_moved_document_cannot_be_rewritten_through_its_old_path(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let (uid, editor) = app.user(&admin, "e@example.com").await;
         app.grant(&admin, &uid, "public", "editor").await;
@@ -113,7 +113,7 @@ on_both_backends! {
     }
 
     async fn moving_needs_edit_on_both_paths(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let (uid, user) = app.user(&admin, "e@example.com").await;
         app.grant(&admin, &uid, "mine", "editor").await;
@@ -126,7 +126,7 @@ on_both_backends! {
     }
 
     async fn trash_restore_and_permanent_delete(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let id = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Page", "path": "p", "content": "x"})).await);
         assert_eq!(app.delete(&format!("/api/docs/{id}"), Some(&admin)).await.status, StatusCode::NO_CONTENT);
@@ -152,7 +152,7 @@ on_both_backends! {
     }
 
     async fn upserting_a_trashed_id_restores_it(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let body = json!({"title": "Page", "content": "old"});
         let id = id_of(&app.post("/api/docs", Some(&admin), body).await);
@@ -164,7 +164,7 @@ on_both_backends! {
     }
 
     async fn lists_are_stable_and_filtered(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         for (title, path, repo) in [("B", "r/a", "https://github.com/o/r"), ("A", "r/a", "https://github.com/o/r"), ("C", "s", "")] {
             app.post("/api/docs", Some(&admin), json!({"title": title, "path": path, "repo_url": repo, "content": "x".repeat(600)})).await;
@@ -189,7 +189,7 @@ on_both_backends! {
     }
 
     async fn wikilinks_become_the_dependency_graph(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let overview = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Overview", "path": "p", "content": "## Start\nRead [[Pre-commit Hooks|the hooks]] and [[Missing Page]]."})).await);
         let broken = app.get(&format!("/api/docs/{overview}/broken-links"), Some(&admin)).await;
@@ -240,7 +240,7 @@ on_both_backends! {
         assert_eq!(app.post("/api/dependencies/reindex", Some(&reader), json!({})).await.status, StatusCode::FORBIDDEN);
     }
     async fn recent_lists_newest_changes_first(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let mut ids = Vec::new();
         for title in ["One", "Two", "Three"] {
@@ -255,7 +255,7 @@ on_both_backends! {
     }
 
     async fn batch_titles_answer_only_readable_ids(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let open = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Open", "path": "pub", "content": "x"})).await);
         let closed = id_of(&app.post("/api/docs", Some(&admin), json!({"title": "Closed", "path": "priv", "content": "x"})).await);
@@ -269,7 +269,7 @@ on_both_backends! {
     }
 
     async fn batch_operations_check_each_document(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let (uid, editor) = app.user(&admin, "e@example.com").await;
         app.grant(&admin, &uid, "team", "editor").await;

@@ -27,7 +27,7 @@ fn page(title: &str, path: &str) -> serde_json::Value {
 
 on_both_backends! {
     async fn operator_setup_walkthrough(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
 
         // 1. The first registration makes the admin, with a root admin grant.
         let first = app
@@ -122,7 +122,7 @@ on_both_backends! {
     }
 
     async fn roles_grants_and_deactivation_take_effect_at_once(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let (id, token) = app.user(&admin, "u@example.com").await;
         app.grant(&admin, &id, "team", "editor").await;
@@ -163,7 +163,7 @@ on_both_backends! {
     }
 
     async fn two_first_registrations_at_once_make_one_admin(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let body = |i: usize| json!({"email": format!("first{i}@example.com"), "password": "first-password", "display_name": "First"});
         let answers = futures_join(&app, [body(0), body(1), body(2), body(3)]).await;
         let created: Vec<_> = answers.iter().filter(|a| a.status == StatusCode::CREATED).collect();
@@ -173,7 +173,7 @@ on_both_backends! {
     }
 
     async fn login_failures_say_the_same_thing(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         app.admin_token().await;
         let wrong_password = app.post("/api/auth/login", None, json!({"email": "admin@example.com", "password": "nope-nope"})).await;
         let wrong_email = app.post("/api/auth/login", None, json!({"email": "who@example.com", "password": "admin-password"})).await;
@@ -187,7 +187,7 @@ on_both_backends! {
     }
 
     async fn service_tokens_write_and_delete_only_ai_pages(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         let minted = app.post("/api/auth/tokens", Some(&admin), json!({"subject": "doc-agent", "role": "service", "expires_hours": 2})).await;
         assert_eq!(minted.status, StatusCode::CREATED, "{:?}", minted.body);

@@ -32,7 +32,7 @@ async fn seed(app: &TestApp, token: &str) {
 
 on_both_backends! {
     async fn search_finds_by_title_description_path_and_content(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         seed(&app, &admin).await;
 
@@ -62,7 +62,7 @@ on_both_backends! {
     }
 
     async fn search_filters_by_path_keywords_and_dates(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         seed(&app, &admin).await;
         assert_eq!(titles(&app.get("/api/docs/search?q=deployment&path_prefix=ops", Some(&admin)).await), ["Deployment Guide"]);
@@ -75,7 +75,7 @@ on_both_backends! {
     }
 
     async fn search_never_shows_what_the_caller_cannot_read(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         seed(&app, &admin).await;
         let (uid, reader) = app.user(&admin, "r@example.com").await;
@@ -87,7 +87,7 @@ on_both_backends! {
     }
 
     async fn search_never_errors_on_a_malformed_query(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         seed(&app, &admin).await;
         for q in ["%22unbalanced", "AND", "OR%20OR", "-", "*", "%27%3B%20DROP%20TABLE%20documents%3B--", "NEAR(a%20b)", "a%3A%3Ab", "%5C%5C", "(((", "title%3Ax", "%E2%9C%93%20%F0%9F%9A%80", "-deployment"] {
@@ -104,7 +104,7 @@ on_both_backends! {
     }
 
     async fn snippets_escape_html_and_follow_edits(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         seed(&app, &admin).await;
         let hits = app.get("/api/docs/search?q=blindly", Some(&admin)).await;

@@ -7,7 +7,7 @@ use serde_json::json;
 on_both_backends! {
     async fn service_endpoints_describe_the_service(db) {
         let backend = db.storage.backend().name();
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let root = app.get("/", None).await;
         assert_eq!(root.body["name"], "IsoCrates API");
         assert_eq!(root.body["status"], "running");
@@ -31,7 +31,7 @@ on_both_backends! {
     }
 
     async fn trailing_slashes_are_optional(db) {
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         let admin = app.admin_token().await;
         for path in ["/api/docs", "/api/docs/", "/health/", "/api/auth/me/"] {
             assert_eq!(app.get(path, Some(&admin)).await.status, StatusCode::OK, "{path}");
@@ -43,7 +43,7 @@ on_both_backends! {
 
     async fn a_database_outage_degrades_health_without_failing_it(db) {
         let storage = db.storage.clone();
-        let app = TestApp::new(db, true);
+        let app = TestApp::new(db, true).await;
         storage.close().await;
         let health = app.get("/health", None).await;
         assert_eq!(health.status, StatusCode::OK);

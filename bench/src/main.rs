@@ -204,7 +204,8 @@ async fn document_api(db: &TestDb) -> anyhow::Result<(SocketAddr, String, String
         jwt_secret: "bench-secret-bench-secret-bench-secret-01".to_string().into(),
         max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
     };
-    let state = AppState::new(storage, config).map_err(anyhow::Error::msg)?;
+    let engine = isocrates_engine::Engine::new(storage.db().clone(), Vec::new()).await?;
+    let state = AppState::new(storage, engine, config).map_err(anyhow::Error::msg)?;
     let token = state.keys().issue(&admin, 1).map_err(|e| anyhow::anyhow!("{e}"))?;
     let addr = serve_app(isocrates_api::app(state)).await?;
     Ok((addr, target, token))

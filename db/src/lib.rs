@@ -272,6 +272,8 @@ pub enum Arg {
     Int(Option<i64>),
     /// A boolean.
     Bool(bool),
+    /// A double-precision number.
+    Float(f64),
     /// A time, or NULL.
     Time(Option<Timestamp>),
     /// A JSON document, or NULL.
@@ -309,6 +311,11 @@ impl From<Option<&str>> for Arg {
 impl From<i64> for Arg {
     fn from(v: i64) -> Arg {
         Arg::Int(Some(v))
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Arg {
+        Arg::Float(v)
     }
 }
 impl From<bool> for Arg {
@@ -360,6 +367,7 @@ macro_rules! bind_each {
                 Arg::Text(v) => q.bind(v),
                 Arg::Int(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v.map(|t| t.to_string())),
                 Arg::Json(v) => q.bind(v.map(|j| j.to_string())),
             };
@@ -373,6 +381,7 @@ macro_rules! bind_each {
                 Arg::Text(v) => q.bind(v),
                 Arg::Int(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v.map(|t| t.0)),
                 Arg::Json(v) => q.bind(v.map(sqlx::types::Json)),
             };

@@ -172,10 +172,10 @@ pub struct Decision {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
     /// The run is live (queued or running), so it cannot be retried.
-    #[error("the run is {0:?}; only a failed, cancelled or paused run can be retried")]
+    #[error("the run is {0}; only a failed, cancelled or paused run can be retried")]
     Live(RunStatus),
     /// The run has ended, so it cannot be cancelled.
-    #[error("the run has already ended as {0:?}")]
+    #[error("the run has already ended as {0}")]
     Ended(RunStatus),
     /// The named step is not part of the workflow.
     #[error("the workflow has no step {0}")]

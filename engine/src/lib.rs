@@ -11,8 +11,10 @@ pub mod runner;
 pub mod store;
 pub mod workflow;
 
-pub use runner::{Counters, Engine, Error, NewRun, RunFilter, StepTask, Submitted, Worker};
-pub use store::{Run, StepRecord};
+pub use runner::{
+    Counters, Engine, Error, NewRun, QueueHealth, RunFilter, StepTask, Submitted, Worker,
+};
+pub use store::{Run, StepRecord, Usage};
 pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
 
 use serde::{Deserialize, Serialize};
@@ -44,6 +46,12 @@ impl RunStatus {
             self,
             RunStatus::Completed | RunStatus::Failed | RunStatus::Cancelled | RunStatus::Skipped
         )
+    }
+}
+
+impl std::fmt::Display for RunStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(store::status_name(*self))
     }
 }
 

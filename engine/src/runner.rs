@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::RunStatus;
 use crate::core::{self, Action, Event, FailureKind, Refusal};
-use crate::store::{self, Run, StepRecord};
+use crate::store::{self, Run, StepRecord, Usage};
 use crate::workflow::{ItemFuture, ItemStore, StepContext, StepError, StepOutcome, Workflow};
 
 /// The apalis queue of step tasks.
@@ -105,6 +105,21 @@ pub struct RunFilter {
     pub limit: i64,
 }
 
+/// The state of the queue, for health checks.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueHealth {
+    /// Runs waiting to start or to continue.
+    pub queued: u64,
+    /// Runs a worker is executing.
+    pub running: u64,
+    /// Runs waiting for an operator.
+    pub paused: u64,
+    /// Runs that failed (and were not retried).
+    pub failed: u64,
+    /// Workers that reported being alive recently.
+    pub workers: u64,
+}
+
 /// Counts of what this process's engine saw happen, for `/metrics`: runs by the state they
 /// entered, step attempts by how they ended.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -132,6 +147,20 @@ impl std::fmt::Debug for Engine {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Engine").field("workflows", &self.0.workflows.keys()).finish()
     }
+}
+
+/// A new run id: a ULID, increasing within this process even inside one millisecond, so
+/// that listing runs by id lists them in the order they were created.
+fn run_id() -> String {
+    static GENERATOR: std::sync::Mutex<ulid::Generator> =
+        std::sync::Mutex::new(ulid::Generator::new());
+    let mut generator = GENERATOR.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let id = match generator.generate() {
+        Ok(id) => id,
+        // 2^80 ids in one millisecond: start over from a random one.
+        Err(overflow) => overflow.commit_overflow_random(),
+    };
+    id.to_string().to_lowercase()
 }
 
 fn jitter() -> f64 {
@@ -227,7 +256,7 @@ impl Engine {
                 return Ok(Submitted { run: Run::from(row), created: false });
             }
         }
-        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        let id = run_id();
         let now = Timestamp::now();
         tx.execute(
             "INSERT INTO runs (id, workflow, input, dedup_key, concurrency_key, status, \
@@ -336,6 +365,58 @@ impl Engine {
     /// The attempts of a run's steps, in the order they ran.
     pub async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, Error> {
         Ok(store::steps_of(&self.0.db, id).await?)
+    }
+
+    /// The checkpoint of the step `step` of a run, once that step has finished.
+    pub async fn checkpoint(&self, run: &Run, step: &str) -> Result<Option<Value>, Error> {
+        let workflow = self.workflow(&run.workflow)?;
+        let index =
+            workflow.step_index(step).ok_or_else(|| Error::UnknownStep(step.to_string()))?;
+        Ok(store::checkpoint(&self.0.db, &run.id, index).await?)
+    }
+
+    /// How many runs wait, run and failed, and how many workers (of any process) reported
+    /// being alive within the last `alive_within`.
+    pub async fn queue_health(&self, alive_within: Duration) -> Result<QueueHealth, Error> {
+        #[derive(sqlx::FromRow)]
+        struct ByStatus {
+            status: String,
+            n: i64,
+        }
+        let rows: Vec<ByStatus> = self
+            .0
+            .db
+            .fetch_all(
+                "SELECT status, count(*) AS n FROM runs \
+                 WHERE status IN ('queued', 'running', 'paused', 'failed') GROUP BY status",
+                vec![],
+            )
+            .await?;
+        let mut health = QueueHealth::default();
+        for row in rows {
+            let n = u64::try_from(row.n).unwrap_or_default();
+            match row.status.as_str() {
+                "queued" => health.queued = n,
+                "running" => health.running = n,
+                "paused" => health.paused = n,
+                _ => health.failed = n,
+            }
+        }
+        let seconds = i64::try_from(alive_within.as_secs()).unwrap_or(i64::MAX);
+        // apalis' own table of workers, which each worker touches at every heartbeat.
+        let sql = match &self.0.db {
+            Db::Sqlite(_) => {
+                "SELECT count(*) AS n FROM Workers WHERE worker_type = $1 \
+                 AND last_seen >= CAST(strftime('%s', 'now') AS INTEGER) - $2"
+            }
+            Db::Postgres(_) => {
+                "SELECT count(*) AS n FROM apalis.workers WHERE worker_type = $1 \
+                 AND last_seen >= now() - $2 * interval '1 second'"
+            }
+        };
+        let alive: Option<CountRow> = self.0.db.fetch_optional(sql, args![QUEUE, seconds]).await?;
+        health.workers = alive.map_or(0, |r| u64::try_from(r.n).unwrap_or_default());
+        Ok(health)
     }
 
     /// The names of a workflow's steps.
@@ -761,6 +842,11 @@ impl ItemStore for Items {
     fn cancelled(&self, run_id: &str) -> ItemFuture<bool> {
         let (db, run_id) = (self.0.clone(), run_id.to_string());
         Box::pin(async move { store::cancel_requested(&db, &run_id).await.map_err(db_failure) })
+    }
+
+    fn add_usage(&self, run_id: &str, usage: Usage) -> ItemFuture<()> {
+        let (db, run_id) = (self.0.clone(), run_id.to_string());
+        Box::pin(async move { store::add_usage(&db, &run_id, usage).await.map_err(db_failure) })
     }
 }
 

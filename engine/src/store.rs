@@ -41,8 +41,21 @@ pub struct Run {
     pub started_at: Option<Timestamp>,
     /// When it ended.
     pub finished_at: Option<Timestamp>,
+    /// What its steps spent on models.
+    pub usage: Usage,
     /// The token of the step task that may continue it.
     pub(crate) task_token: Option<String>,
+}
+
+/// What a run's steps spent on models, added up as each call returns.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Usage {
+    /// Tokens sent.
+    pub tokens_in: i64,
+    /// Tokens received.
+    pub tokens_out: i64,
+    /// Their cost in US dollars.
+    pub cost_usd: f64,
 }
 
 impl Run {
@@ -95,6 +108,9 @@ pub(crate) struct RunRow {
     started_at: Option<Timestamp>,
     finished_at: Option<Timestamp>,
     task_token: Option<String>,
+    tokens_in: i64,
+    tokens_out: i64,
+    cost_usd: f64,
 }
 
 impl From<RunRow> for Run {
@@ -115,6 +131,7 @@ impl From<RunRow> for Run {
             created_at: r.created_at,
             started_at: r.started_at,
             finished_at: r.finished_at,
+            usage: Usage { tokens_in: r.tokens_in, tokens_out: r.tokens_out, cost_usd: r.cost_usd },
             task_token: r.task_token,
         }
     }
@@ -148,7 +165,7 @@ pub fn parse_status(name: &str) -> RunStatus {
 
 pub(crate) const RUN_COLUMNS: &str = "id, workflow, input, dedup_key, concurrency_key, status, \
      current_step, attempt, cancel_requested, trigger, error, retry_count, created_at, \
-     started_at, finished_at, task_token";
+     started_at, finished_at, task_token, tokens_in, tokens_out, cost_usd";
 
 /// Loads a run inside a transaction.
 pub(crate) async fn load_run(tx: &mut Tx, id: &str) -> Result<Option<Run>, isocrates_db::Error> {
@@ -317,6 +334,36 @@ pub(crate) async fn save_item(
     )
     .await?;
     Ok(())
+}
+
+/// Adds what one model call spent to the run's totals.
+pub(crate) async fn add_usage(
+    db: &Db,
+    run_id: &str,
+    usage: Usage,
+) -> Result<(), isocrates_db::Error> {
+    db.execute(
+        "UPDATE runs SET tokens_in = tokens_in + $1, tokens_out = tokens_out + $2, \
+         cost_usd = cost_usd + $3 WHERE id = $4",
+        args![usage.tokens_in, usage.tokens_out, usage.cost_usd, run_id],
+    )
+    .await?;
+    Ok(())
+}
+
+/// The checkpoint of step `step`, if it finished.
+pub(crate) async fn checkpoint(
+    db: &Db,
+    run_id: &str,
+    step: usize,
+) -> Result<Option<Value>, isocrates_db::Error> {
+    let row: Option<OutputRow> = db
+        .fetch_optional(
+            "SELECT step_index, output FROM run_checkpoints WHERE run_id = $1 AND step_index = $2",
+            args![run_id, step as i64],
+        )
+        .await?;
+    Ok(row.map(|r| r.output.0))
 }
 
 #[derive(sqlx::FromRow)]

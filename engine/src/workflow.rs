@@ -10,6 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::core::{FailureKind, RetryPolicy};
+use crate::store::Usage;
 
 /// What a step returns when it ends normally.
 #[derive(Debug, Clone, PartialEq)]
@@ -157,6 +158,8 @@ pub(crate) trait ItemStore: Send + Sync {
     fn save(&self, run_id: &str, step: usize, key: &str, output: &Value) -> ItemFuture<()>;
     /// Whether the run was asked to stop.
     fn cancelled(&self, run_id: &str) -> ItemFuture<bool>;
+    /// Adds to what the run spent.
+    fn add_usage(&self, run_id: &str, usage: Usage) -> ItemFuture<()>;
 }
 
 /// The future of an item store call.
@@ -186,6 +189,13 @@ impl StepContext {
     /// boundaries.
     pub async fn is_cancelled(&self) -> Result<bool, StepError> {
         self.items.cancelled(&self.run_id).await
+    }
+
+    /// Adds what one model call spent to the run's totals. Call it as soon as the call
+    /// returns, before its item is recorded: a run shows what it paid for even when it
+    /// fails or is cancelled afterwards.
+    pub async fn add_usage(&self, usage: Usage) -> Result<(), StepError> {
+        self.items.add_usage(&self.run_id, usage).await
     }
 
     /// The output of the earlier step `name`.

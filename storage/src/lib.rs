@@ -117,6 +117,12 @@ impl Storage {
         Ok(storage)
     }
 
+    /// The database itself, for the components that keep their own tables in it (the
+    /// workflow engine).
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
     /// The backend in use.
     pub fn backend(&self) -> Backend {
         self.db.backend()

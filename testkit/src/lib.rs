@@ -12,6 +12,7 @@ use axum::body::Body;
 use axum::http::{Method, Request, StatusCode, header};
 use http_body_util::BodyExt;
 use isocrates_api::{ApiConfig, AppState};
+use isocrates_engine::Engine;
 use isocrates_storage::Storage;
 use serde_json::Value;
 use sqlx::Connection;
@@ -150,6 +151,8 @@ pub const TEST_JWT_SECRET: &str = "test-secret-test-secret-test-secret-0123";
 pub struct TestApp {
     /// The database behind it.
     pub db: TestDb,
+    /// The workflow engine behind its jobs.
+    pub engine: Engine,
     service: isocrates_api::AppService,
 }
 
@@ -165,13 +168,24 @@ pub struct Answer {
 }
 
 impl TestApp {
-    /// The API over `db` with auth on (or off) and the given body limit.
-    pub fn new(db: TestDb, auth_enabled: bool) -> TestApp {
-        TestApp::with_config(db, |c| c.auth_enabled = auth_enabled)
+    /// The API over `db` with auth on (or off).
+    pub async fn new(db: TestDb, auth_enabled: bool) -> TestApp {
+        TestApp::with_config(db, |c| c.auth_enabled = auth_enabled).await
     }
 
     /// The API over `db` with a configuration adjusted by `adjust`.
-    pub fn with_config(db: TestDb, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+    pub async fn with_config(db: TestDb, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
+        TestApp::with_workflows(db, vec![isocrates_workflows::docgen::workflow()], adjust).await
+    }
+
+    /// The API over `db` whose engine runs `workflows` (a test's own `docgen`, say), with a
+    /// configuration adjusted by `adjust`. No worker runs until the test starts one on
+    /// [`TestApp::engine`].
+    pub async fn with_workflows(
+        db: TestDb,
+        workflows: Vec<isocrates_engine::Workflow>,
+        adjust: impl FnOnce(&mut ApiConfig),
+    ) -> TestApp {
         let mut config = ApiConfig {
             auth_enabled: true,
             public_read: false,
@@ -179,8 +193,10 @@ impl TestApp {
             max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
         };
         adjust(&mut config);
-        let state = AppState::new(db.storage.clone(), config).expect("test app state");
-        TestApp { db, service: isocrates_api::app(state) }
+        let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
+        let state =
+            AppState::new(db.storage.clone(), engine.clone(), config).expect("test app state");
+        TestApp { db, engine, service: isocrates_api::app(state) }
     }
 
     /// Sends a request; `body` is sent as JSON when given.

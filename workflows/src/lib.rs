@@ -2,8 +2,11 @@
 //! check, publish.
 //!
 //! Boundary: the only crate that knows what a documentation run is; it reaches the
-//! database only through `isocrates-storage` and the engine. Only the step names are
-//! defined so far; the steps follow.
+//! database only through `isocrates-storage` and the engine. [`docgen`] holds what the
+//! engine and the jobs API need of a run: its input, its keys, the facts read off it, and
+//! the workflow.
+
+pub mod docgen;
 
 pub use isocrates_engine::RunStatus;
 

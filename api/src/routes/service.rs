@@ -21,13 +21,20 @@ async fn root() -> Json<Value> {
     Json(json!({ "name": "IsoCrates API", "version": VERSION, "status": "running" }))
 }
 
+/// A worker counts as alive when it reported within this long (it reports every few
+/// seconds).
+const WORKER_ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Always 200: the body says whether the database answers.
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let storage = state.storage();
     let count = storage.document_count().await;
-    let ok = count.is_ok();
-    // FIXME: workers and queue are reported as idle until the workflow engine exists; the
-    // engine's run table will supply the real counts.
+    let queue = state.engine().queue_health(WORKER_ALIVE_WITHIN).await;
+    if let Err(e) = &queue {
+        tracing::warn!(error = %e, "health check: the queue cannot be read");
+    }
+    let ok = count.is_ok() && queue.is_ok();
+    let queue = queue.unwrap_or_default();
     Json(json!({
         "status": if ok { "healthy" } else { "degraded" },
         "database": if ok { "connected" } else { "error" },
@@ -36,8 +43,13 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
         "version": VERSION,
         "uptime_seconds": state.uptime_seconds(),
         "document_count": count.unwrap_or(0),
-        "workers": 0,
-        "queue": { "queued": 0, "running": 0, "failed": 0 },
+        "workers": queue.workers,
+        "queue": {
+            "queued": queue.queued,
+            "running": queue.running,
+            "paused": queue.paused,
+            "failed": queue.failed,
+        },
     }))
 }
 
@@ -50,13 +62,29 @@ async fn deep(State(state): State<AppState>) -> Json<Value> {
             json!({ "status": "error", "detail": "the database does not answer" })
         }
     };
-    let healthy = database["status"] == "ok";
+    let queue = match state.engine().queue_health(WORKER_ALIVE_WITHIN).await {
+        Ok(q) if q.workers == 0 => json!({
+            "status": "degraded",
+            "detail": "no worker is running: queued jobs wait until one starts (isocrates worker, or serve without WORKERS=0)",
+            "queued": q.queued,
+            "running": q.running,
+            "workers": 0,
+        }),
+        Ok(q) => {
+            json!({ "status": "ok", "queued": q.queued, "running": q.running, "workers": q.workers })
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "deep health check: the queue cannot be read");
+            json!({ "status": "error", "detail": "the job queue cannot be read" })
+        }
+    };
+    let healthy = database["status"] == "ok" && queue["status"] == "ok";
     Json(json!({
         "status": if healthy { "healthy" } else { "degraded" },
         "components": {
             "database": database,
             "providers": { "status": "not_configured", "detail": "no LLM provider is wired into this build yet" },
-            "queue": { "status": "not_configured", "detail": "no workflow engine is wired into this build yet" },
+            "queue": queue,
         },
     }))
 }

@@ -1,0 +1,213 @@
+//! `/api/jobs`: runs of the documentation workflow, started, listed, inspected, retried
+//! and cancelled. Who may see a job follows who may read its repository's folder.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json as JsonOut, Router};
+use isocrates_engine::{Run, RunFilter, RunStatus};
+use isocrates_storage::permission::{Action, Role};
+use isocrates_workflows::docgen::{self, DocgenInput, Trigger};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{AuthUser, Caller, MaybeUser};
+use crate::error::Error;
+use crate::extract::{Json, OptionalJson, Path, Query, bounded};
+use crate::model::JobOut;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/jobs", post(create).get(list))
+        .route("/api/jobs/{job_id}", get(show))
+        .route("/api/jobs/{job_id}/retry", post(retry))
+        .route("/api/jobs/{job_id}/cancel", post(cancel))
+}
+
+#[derive(Deserialize)]
+struct CreateJob {
+    repo_url: String,
+    #[serde(default)]
+    force: bool,
+    /// Documents this commit rather than the head of the tracked branch.
+    #[serde(default)]
+    commit_sha: Option<String>,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Json(body): Json<CreateJob>,
+) -> Result<impl IntoResponse, Error> {
+    let repo_url =
+        docgen::normalize_repo_url(&body.repo_url).map_err(|m| Error::validation("repo_url", m))?;
+    caller.require(&docgen::repo_folder(&repo_url), Action::Edit)?;
+    let commit_sha = match body.commit_sha.as_deref().map(str::trim) {
+        None | Some("") => None,
+        Some(sha)
+            if sha.len() >= 4 && sha.len() <= 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Some(sha.to_ascii_lowercase())
+        }
+        Some(_) => {
+            return Err(Error::validation(
+                "commit_sha",
+                "commit_sha must be a hexadecimal commit id",
+            ));
+        }
+    };
+    let input = DocgenInput { repo_url, commit_sha, force: body.force, changed_paths: None };
+    let submitted = state.engine().submit(input.into_run(Trigger::Manual)).await?;
+    if submitted.created {
+        super::audit(
+            &state,
+            &caller,
+            "job.create",
+            &submitted.run.id,
+            json!({ "force": body.force }),
+        )
+        .await;
+    }
+    let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
+    Ok((status, JsonOut(job(&state, &submitted.run).await?)))
+}
+
+#[derive(Deserialize)]
+struct ListParams {
+    repo_url: Option<String>,
+    status: Option<RunStatus>,
+    #[serde(default = "ten")]
+    limit: i64,
+    before: Option<String>,
+}
+
+fn ten() -> i64 {
+    10
+}
+
+/// How many pages of runs a listing reads at most while skipping runs the caller may not
+/// see, so that a caller with a narrow grant cannot make one request scan the whole table.
+const MAX_PAGES_SCANNED: usize = 20;
+
+async fn list(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(params): Query<ListParams>,
+) -> Result<JsonOut<Vec<JobOut>>, Error> {
+    let limit = bounded("limit", params.limit, 1, 100)?;
+    let concurrency_key = match params.repo_url.as_deref() {
+        Some(url) => Some(docgen::repo_key(
+            &docgen::normalize_repo_url(url).map_err(|m| Error::validation("repo_url", m))?,
+        )),
+        None => None,
+    };
+    let mut filter = RunFilter {
+        workflow: Some(docgen::WORKFLOW.to_string()),
+        status: params.status,
+        concurrency_key,
+        before: params.before,
+        limit,
+    };
+    let mut jobs = Vec::new();
+    for _ in 0..MAX_PAGES_SCANNED {
+        let page = state.engine().runs(&filter).await?;
+        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) == limit;
+        filter.before = page.last().map(|r| r.id.clone());
+        for run in page.iter().filter(|r| visible(&caller, r)) {
+            if i64::try_from(jobs.len()).unwrap_or(i64::MAX) == limit {
+                break;
+            }
+            jobs.push(job(&state, run).await?);
+        }
+        if !full || i64::try_from(jobs.len()).unwrap_or(i64::MAX) == limit {
+            break;
+        }
+    }
+    Ok(JsonOut(jobs))
+}
+
+async fn show(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<JsonOut<JobOut>, Error> {
+    let run = visible_run(&state, &caller, &id).await?;
+    Ok(JsonOut(job(&state, &run).await?))
+}
+
+#[derive(Deserialize, Default)]
+struct RetryJob {
+    from_step: Option<String>,
+}
+
+async fn retry(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    OptionalJson(body): OptionalJson<RetryJob>,
+) -> Result<JsonOut<JobOut>, Error> {
+    let run = steerable_run(&state, &caller, &id).await?;
+    let from_step = body.from_step.as_deref().map(str::trim).filter(|s| !s.is_empty());
+    if let Some(step) = from_step {
+        let names = state.engine().step_names(&run.workflow)?;
+        if !names.iter().any(|n| n == step) {
+            return Err(Error::validation(
+                "from_step",
+                format!("the job has no step named {step}; its steps are {}", names.join(", ")),
+            ));
+        }
+    }
+    let run = state.engine().retry(&run.id, from_step).await?;
+    super::audit(&state, &caller, "job.retry", &run.id, json!({ "from_step": from_step })).await;
+    Ok(JsonOut(job(&state, &run).await?))
+}
+
+async fn cancel(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+) -> Result<JsonOut<JobOut>, Error> {
+    let run = steerable_run(&state, &caller, &id).await?;
+    let run = state.engine().cancel(&run.id).await?;
+    super::audit(&state, &caller, "job.cancel", &run.id, serde_json::Value::Null).await;
+    Ok(JsonOut(job(&state, &run).await?))
+}
+
+/// Whether the caller may see the run: it is a documentation run whose repository's folder
+/// the caller may read.
+fn visible(caller: &Caller, run: &Run) -> bool {
+    DocgenInput::of(run)
+        .is_some_and(|input| caller.can(&docgen::repo_folder(&input.repo_url), Action::Read))
+}
+
+/// The run, or 404 when it does not exist or the caller may not see it.
+async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<Run, Error> {
+    let not_found = || Error::NotFound { what: "Job".to_string(), id: id.to_string() };
+    let run = match state.engine().run(id).await {
+        Ok(run) => run,
+        Err(isocrates_engine::Error::NotFound(_)) => return Err(not_found()),
+        Err(e) => return Err(e.into()),
+    };
+    if visible(caller, &run) { Ok(run) } else { Err(not_found()) }
+}
+
+/// The run, when the caller is an editor or admin who may edit its repository's folder.
+async fn steerable_run(state: &AppState, caller: &Caller, id: &str) -> Result<Run, Error> {
+    let run = visible_run(state, caller, id).await?;
+    if !matches!(caller.role, Some(Role::Admin | Role::Editor)) {
+        return Err(Error::Forbidden(
+            "retrying and cancelling jobs is for editors and admins".to_string(),
+        ));
+    }
+    let folder =
+        DocgenInput::of(&run).map(|i| docgen::repo_folder(&i.repo_url)).unwrap_or_default();
+    caller.require(&folder, Action::Edit)?;
+    Ok(run)
+}
+
+/// The contract's `Job` of a run, with its step history.
+async fn job(state: &AppState, run: &Run) -> Result<JobOut, Error> {
+    Ok(JobOut::load(state.engine(), run).await?)
+}

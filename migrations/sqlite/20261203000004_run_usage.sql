@@ -1,0 +1,5 @@
+-- What a run spent on models: tokens in and out and the cost, added as each call returns,
+-- so that a run that fails or is cancelled still shows what it paid for.
+ALTER TABLE runs ADD COLUMN tokens_in INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN tokens_out INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE runs ADD COLUMN cost_usd REAL NOT NULL DEFAULT 0;

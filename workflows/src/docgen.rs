@@ -1,0 +1,234 @@
+//! What a documentation run is to the engine: its input, the keys that deduplicate and
+//! serialise runs of one repository, the facts an operator reads off a run (commit, pages
+//! written), and the workflow with its steps.
+
+use isocrates_engine::{Engine, NewRun, Run, StepContext, StepError, StepOutcome, Workflow};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::STEPS;
+
+/// The engine's name of the documentation workflow.
+pub const WORKFLOW: &str = "docgen";
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Trigger {
+    /// A GitHub push.
+    Webhook,
+    /// An operator, through the API or the command line.
+    Manual,
+    /// A periodic refresh.
+    Schedule,
+}
+
+impl Trigger {
+    /// The name stored on the run and shown in the jobs API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Webhook => "webhook",
+            Trigger::Manual => "manual",
+            Trigger::Schedule => "schedule",
+        }
+    }
+}
+
+/// The input of a documentation run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocgenInput {
+    /// The repository, as [`normalize_repo_url`] gives it.
+    pub repo_url: String,
+    /// The commit to document; `None` documents the head of the tracked branch, and the
+    /// clone step finds out which commit that is.
+    #[serde(default)]
+    pub commit_sha: Option<String>,
+    /// Rewrite every page, not only those whose sources changed.
+    #[serde(default)]
+    pub force: bool,
+    /// The paths the push changed, when the push said; `None` means the clone works them
+    /// out.
+    #[serde(default)]
+    pub changed_paths: Option<Vec<String>>,
+}
+
+impl DocgenInput {
+    /// A run of the documentation workflow for this input. Runs for the same repository and
+    /// commit are one run while it is live; runs of one repository run one at a time, the
+    /// newest queued one superseding older queued ones.
+    pub fn into_run(self, trigger: Trigger) -> NewRun {
+        let commit = self.commit_sha.as_deref().unwrap_or("HEAD");
+        NewRun {
+            workflow: WORKFLOW.to_string(),
+            dedup_key: Some(format!("{}@{commit}", repo_key(&self.repo_url))),
+            concurrency_key: Some(repo_key(&self.repo_url)),
+            input: serde_json::to_value(&self).unwrap_or(Value::Null),
+            trigger: trigger.as_str().to_string(),
+        }
+    }
+
+    /// The input of a stored run, if it is one of this workflow's.
+    pub fn of(run: &Run) -> Option<DocgenInput> {
+        if run.workflow != WORKFLOW {
+            return None;
+        }
+        serde_json::from_value(run.input.clone()).ok()
+    }
+}
+
+/// The engine's concurrency key of a repository: at most one of its runs runs at a time.
+pub fn repo_key(repo_url: &str) -> String {
+    format!("{WORKFLOW}:{repo_url}")
+}
+
+/// Checks a repository URL and gives it the one spelling every run of the repository
+/// shares: `https://host/owner/name` without a trailing slash or `.git`, or an absolute
+/// local path. Which hosts and whether local paths are allowed is the clone step's policy.
+pub fn normalize_repo_url(raw: &str) -> Result<String, String> {
+    let trimmed = raw.trim();
+    let help = "give an https URL such as https://github.com/owner/repo, or an absolute path \
+                to a local repository";
+    if trimmed.is_empty() {
+        return Err(format!("repo_url is empty: {help}"));
+    }
+    if trimmed.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(format!("repo_url contains spaces or control characters: {help}"));
+    }
+    let mut url = trimmed.trim_end_matches('/').to_string();
+    if let Some(stripped) = url.strip_suffix(".git") {
+        url = stripped.trim_end_matches('/').to_string();
+    }
+    if let Some(rest) = url.strip_prefix("https://").or_else(|| url.strip_prefix("http://")) {
+        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
+        if host.is_empty() || path.is_empty() || host.contains('@') {
+            return Err(format!("repo_url {trimmed} names no repository: {help}"));
+        }
+        let scheme = if url.starts_with("https://") { "https" } else { "http" };
+        return Ok(format!("{scheme}://{}/{path}", host.to_ascii_lowercase()));
+    }
+    if let Some(path) = url.strip_prefix("file://") {
+        url = path.to_string();
+    }
+    if url.starts_with('/') && url.len() > 1 {
+        return Ok(url);
+    }
+    Err(format!("repo_url {trimmed} is neither an https URL nor an absolute path: {help}"))
+}
+
+/// The repository's name: the last segment of its URL or path.
+pub fn repo_name(repo_url: &str) -> &str {
+    repo_url.rsplit('/').find(|s| !s.is_empty()).unwrap_or(repo_url)
+}
+
+/// The folder the pages of a repository live under, which decides who may see and start
+/// its runs: the repository's name.
+pub fn repo_folder(repo_url: &str) -> String {
+    repo_name(repo_url).to_string()
+}
+
+/// What an operator reads off a documentation run besides the engine's own record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RunFacts {
+    /// The repository.
+    pub repo_url: String,
+    /// The commit documented: the one the run was started for, or the one its clone found.
+    pub commit_sha: Option<String>,
+    /// Pages published.
+    pub documents_written: u64,
+    /// Pages left as they were.
+    pub documents_skipped: u64,
+}
+
+/// The field of the clone step's checkpoint naming the commit it checked out.
+pub const CLONE_COMMIT_FIELD: &str = "commit_sha";
+/// The fields of the publish step's checkpoint counting pages written and left alone.
+pub const PUBLISH_COUNT_FIELDS: [&str; 2] = ["documents_written", "documents_skipped"];
+
+/// Reads the facts of `run` from its input and the checkpoints of its clone and publish
+/// steps.
+pub async fn facts(engine: &Engine, run: &Run) -> Result<RunFacts, isocrates_engine::Error> {
+    let input = DocgenInput::of(run);
+    let mut facts = RunFacts {
+        repo_url: input.as_ref().map(|i| i.repo_url.clone()).unwrap_or_default(),
+        commit_sha: input.and_then(|i| i.commit_sha),
+        ..RunFacts::default()
+    };
+    if run.workflow != WORKFLOW || run.started_at.is_none() {
+        return Ok(facts);
+    }
+    if facts.commit_sha.is_none()
+        && let Some(clone) = engine.checkpoint(run, STEPS[0]).await?
+    {
+        facts.commit_sha = clone[CLONE_COMMIT_FIELD].as_str().map(str::to_string);
+    }
+    if let Some(publish) = engine.checkpoint(run, STEPS[STEPS.len() - 1]).await? {
+        let [written, skipped] = PUBLISH_COUNT_FIELDS.map(|f| publish[f].as_u64().unwrap_or(0));
+        facts.documents_written = written;
+        facts.documents_skipped = skipped;
+    }
+    Ok(facts)
+}
+
+/// The documentation workflow.
+///
+/// FIXME: the steps themselves (clone with gix, analyze with tree-sitter, plan, write and
+/// link, the two version-priority checks, publish) are not built yet; until they are, every
+/// run fails at `clone` with a message that says so. Each step of DESIGN.md's table
+/// replaces one of these bodies.
+pub fn workflow() -> Workflow {
+    STEPS.iter().fold(Workflow::new(WORKFLOW), |workflow, &name| workflow.step(name, not_built))
+}
+
+async fn not_built(ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let repo = ctx.input["repo_url"].as_str().unwrap_or("the repository");
+    Err(StepError::permanent(format!(
+        "this build of IsoCrates cannot generate documentation yet (asked for {repo}): \
+         the steps of the documentation workflow are not part of it"
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_get_one_spelling() {
+        for raw in [
+            "https://github.com/acme/widgets",
+            "https://GitHub.com/acme/widgets/",
+            "https://github.com/acme/widgets.git",
+            " https://github.com/acme/widgets.git/ ",
+        ] {
+            assert_eq!(normalize_repo_url(raw).unwrap(), "https://github.com/acme/widgets");
+        }
+        assert_eq!(normalize_repo_url("/srv/git/widgets/").unwrap(), "/srv/git/widgets");
+        assert_eq!(normalize_repo_url("file:///srv/git/widgets").unwrap(), "/srv/git/widgets");
+    }
+
+    #[test]
+    fn urls_that_name_no_repository_are_refused_with_the_fix() {
+        for raw in ["", "github.com/acme/widgets", "https://github.com", "relative/path", "/"] {
+            let error = normalize_repo_url(raw).unwrap_err();
+            assert!(error.contains("https://github.com/owner/repo"), "{raw}: {error}");
+        }
+        assert!(normalize_repo_url("https://user@github.com/a/b").is_err());
+    }
+
+    #[test]
+    fn runs_of_one_repository_share_a_concurrency_key_and_dedup_by_commit() {
+        let input = |commit: Option<&str>| DocgenInput {
+            repo_url: "https://github.com/acme/widgets".to_string(),
+            commit_sha: commit.map(str::to_string),
+            force: false,
+            changed_paths: None,
+        };
+        let a = input(Some("abc")).into_run(Trigger::Webhook);
+        let b = input(Some("def")).into_run(Trigger::Webhook);
+        let head = input(None).into_run(Trigger::Manual);
+        assert_eq!(a.concurrency_key, b.concurrency_key);
+        assert_ne!(a.dedup_key, b.dedup_key);
+        assert_eq!(head.dedup_key.as_deref(), Some("docgen:https://github.com/acme/widgets@HEAD"));
+        assert_eq!(a.trigger, "webhook");
+        assert_eq!(repo_folder("https://github.com/acme/widgets"), "widgets");
+    }
+}
