@@ -287,16 +287,34 @@ on_both_backends! {
             let (_, deep) = server.call("GET", "/health/deep", None, None);
             assert_eq!(deep["components"]["queue"]["status"], "degraded");
 
+            let log_path = dir_path.join("worker.log");
             let mut worker = isocrates(&dir_path, &url)
+                .env("LOG_FORMAT", "json")
                 .arg("worker")
                 .stdout(Stdio::null())
-                .stderr(Stdio::null())
+                .stderr(std::fs::File::create(&log_path).unwrap())
                 .spawn()
                 .unwrap();
             let failed = wait_for_status(&server, &admin, &id, "failed");
             let _ = worker.kill();
             let _ = worker.wait();
             assert_eq!(failed["steps"][0]["status"], "failed");
+
+            // The worker's log tells the run's story: started at info, failed in one error
+            // line, each carrying the run's id.
+            let log = std::fs::read_to_string(&log_path).unwrap();
+            let lines: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}"))).collect();
+            let of_run = |message: &str| -> Vec<&Value> {
+                lines.iter().filter(|l| l["message"] == message && l["run.id"] == id.as_str()).collect()
+            };
+            let started = of_run("run started");
+            assert_eq!(started.len(), 1, "{log}");
+            assert_eq!(started[0]["level"], "INFO");
+            let failures = of_run("run failed");
+            assert_eq!(failures.len(), 1, "{log}");
+            assert_eq!(failures[0]["level"], "ERROR");
+            assert!(failures[0]["error"].as_str().unwrap().contains("cannot generate documentation"));
+            assert!(!log.contains(SECRET), "no secret in the logs");
 
             let refused = isocrates(&dir_path, &url).env("WORKERS", "0").arg("worker").output().unwrap();
             assert_eq!(refused.status.code(), Some(1));

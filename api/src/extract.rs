@@ -23,8 +23,7 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| body_error(e, limit))?;
+        let bytes = read_body(req, state).await?;
         parse_json(&bytes).map(Json)
     }
 }
@@ -41,8 +40,7 @@ where
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
-        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| body_error(e, limit))?;
+        let bytes = read_body(req, state).await?;
         let text = bytes.trim_ascii();
         if text.is_empty() || text == b"null" {
             return Ok(OptionalJson(T::default()));
@@ -54,6 +52,12 @@ where
 /// The configured body limit, put on each request so errors can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);
+
+/// The whole body, or the envelope's error when it is over the limit or unreadable.
+async fn read_body<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Error> {
+    let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+    Bytes::from_request(req, state).await.map_err(|e| body_error(e, limit))
+}
 
 fn body_error(e: BytesRejection, limit: usize) -> Error {
     if e.status() == StatusCode::PAYLOAD_TOO_LARGE {

@@ -1,5 +1,6 @@
 //! The JSON shapes of the contract, built from the store's types.
 
+use isocrates_engine::RunStatus;
 use isocrates_storage::Timestamp;
 use isocrates_storage::documents::{Document, PREVIEW_CHARS, Version};
 use isocrates_storage::links::Dependency;
@@ -304,6 +305,23 @@ impl JobOut {
                     })
                     .collect();
                 let latest = attempts.iter().rfind(|a| a.step_index == index);
+                // A short step's start is not written down: the run says it is running.
+                let unrecorded = run.status == RunStatus::Running
+                    && index == run.current_step
+                    && !latest
+                        .is_some_and(|a| a.round == run.retry_count && a.attempt == run.attempt);
+                if unrecorded {
+                    return JobStepOut {
+                        name: name.clone(),
+                        status: "running".to_string(),
+                        attempts: history.len() + 1,
+                        started_at: None,
+                        finished_at: None,
+                        error: None,
+                        output_summary: None,
+                        history,
+                    };
+                }
                 JobStepOut {
                     name: name.clone(),
                     status: latest.map_or_else(|| "pending".to_string(), |a| a.status.clone()),

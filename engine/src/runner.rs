@@ -23,6 +23,10 @@ use crate::workflow::{ItemFuture, ItemStore, StepContext, StepError, StepOutcome
 /// The apalis queue of step tasks.
 pub const QUEUE: &str = "isocrates-steps";
 
+/// How long a step runs before its start is written down: steps shorter than this cost
+/// no write at their start.
+const START_RECORD_DELAY: Duration = Duration::from_millis(250);
+
 /// How many times apalis hands out one task again after its worker died.
 const TASK_MAX_ATTEMPTS: usize = 10;
 
@@ -525,8 +529,9 @@ impl Engine {
                         _ => true,
                     };
                     if free {
+                        // `save_run` below writes the new token with the rest of the run.
                         run.task_token =
-                            Some(push_step(tx, &run.id, *step, *attempt, *delay).await?);
+                            Some(push_task(tx, &run.id, *step, *attempt, *delay).await?);
                     }
                 }
                 Action::DiscardCheckpointsFrom { step } => {
@@ -557,75 +562,49 @@ impl Engine {
         Ok(run)
     }
 
-    /// Executes one step task; called by the worker for every task it takes.
-    pub async fn execute(&self, task: StepTask, worker: &str) -> Result<(), Error> {
-        // Start: check the task is current, close an attempt a dead worker left open.
-        let (run, workflow) = {
-            let mut tx = self.0.db.begin().await?;
-            let Some(mut run) = store::load_run(&mut tx, &task.run_id).await? else {
-                return Ok(());
-            };
-            let workflow = self.workflow(&run.workflow)?;
-            let current = run.current_step == task.step
-                && run.attempt == task.attempt
-                && run.task_token.as_deref() == Some(task.token.as_str());
-            if !current || run.status.is_terminal() || run.status == RunStatus::Paused {
-                tracing::debug!(run.id = %run.id, step = task.step, "stale step task ignored");
-                return Ok(());
+    /// Executes one step task; called by the worker for every task it takes. `delivery`
+    /// counts how many times the queue handed this task out, from 1: a later delivery
+    /// means an earlier one never finished (its worker died, or the engine failed).
+    pub async fn execute(
+        &self,
+        task: StepTask,
+        delivery: usize,
+        worker: &str,
+    ) -> Result<(), Error> {
+        let Some(run) = store::get_run(&self.0.db, &task.run_id).await? else {
+            return Ok(());
+        };
+        if !is_current(&run, &task) {
+            tracing::debug!(run.id = %run.id, step = task.step, "stale step task ignored");
+            return Ok(());
+        }
+        let workflow = self.workflow(&run.workflow)?;
+        let started_at = Timestamp::now();
+        let (run, start_recorder) = if delivery <= 1 && run.status == RunStatus::Running {
+            // The common case, a step after the one that just finished: the run's state
+            // does not change, and nothing is written before the step runs. A step that
+            // lasts has its start recorded shortly after it began, for operators.
+            let recorder = self.record_start_later(&run, task.step, started_at, worker);
+            (run, Some(recorder))
+        } else {
+            match self.start_slow(&task, delivery > 1, worker, &workflow).await? {
+                Some(run) => (run, None),
+                None => return Ok(()),
             }
-            let open = tx
-                .execute(
-                    "UPDATE run_steps SET status = 'interrupted', finished_at = $1, \
-                     error = 'the worker stopped while running this step' \
-                     WHERE run_id = $2 AND step_index = $3 AND attempt = $4 AND round = $5 \
-                     AND status = 'running'",
-                    args![
-                        Timestamp::now(),
-                        &run.id,
-                        task.step as i64,
-                        i64::from(task.attempt),
-                        run.retry_count
-                    ],
-                )
-                .await?;
-            if open > 0 {
-                // The interrupted attempt counts; this one is the next.
-                self.count_step("interrupted");
-                run.attempt += 1;
-                tracing::warn!(run.id = %run.id, step = %workflow.steps[task.step].name, "resuming a step whose worker stopped");
-            }
-            if run.started_at.is_none() {
-                run.started_at = Some(Timestamp::now());
-            }
-            let event = Event::StepStarted { step: task.step, attempt: run.attempt };
-            let run = self.apply(&mut tx, &workflow, run, event).await?;
-            tx.execute(
-                "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, started_at, \
-                 worker) VALUES ($1, $7, $2, $3, $4, 'running', $5, $6)",
-                args![
-                    &run.id,
-                    task.step as i64,
-                    &workflow.steps[task.step].name,
-                    i64::from(run.attempt),
-                    Timestamp::now(),
-                    worker,
-                    run.retry_count
-                ],
-            )
-            .await?;
-            tx.commit().await?;
-            (run, workflow)
         };
 
         // Run the step, outside any transaction.
         let step = &workflow.steps[task.step];
         let names: Vec<&str> = workflow.steps.iter().map(|s| s.name.as_str()).collect();
-        let outputs: BTreeMap<String, Value> =
+        let outputs: BTreeMap<String, Value> = if task.step == 0 {
+            BTreeMap::new()
+        } else {
             store::outputs_before(&self.0.db, &run.id, task.step)
                 .await?
                 .into_iter()
                 .map(|(i, v)| (names[i].to_string(), v))
-                .collect();
+                .collect()
+        };
         let ctx = StepContext {
             run_id: run.id.clone(),
             input: run.input.clone(),
@@ -650,6 +629,10 @@ impl Engine {
                 ))),
             }
         };
+
+        if let Some(recorder) = start_recorder {
+            recorder.abort();
+        }
 
         // Finish: record the attempt and the checkpoint, decide, continue, in one go.
         let mut tx = self.0.db.begin().await?;
@@ -690,18 +673,26 @@ impl Engine {
                 Event::StepFailed { step: task.step, kind: *kind, message: message.clone() },
             ),
         };
+        // The attempt's row may exist already (its start was recorded) or not.
         tx.execute(
-            "UPDATE run_steps SET status = $1, finished_at = $2, error = $3, output_summary = $4 \
-             WHERE run_id = $5 AND step_index = $6 AND attempt = $7 AND round = $8",
+            "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, started_at, \
+             finished_at, error, output_summary, worker) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (run_id, round, step_index, attempt) DO UPDATE SET \
+             status = excluded.status, finished_at = excluded.finished_at, \
+             error = excluded.error, output_summary = excluded.output_summary",
             args![
+                &run.id,
+                run.retry_count,
+                task.step as i64,
+                &step.name,
+                i64::from(run.attempt),
                 status,
+                started_at,
                 Timestamp::now(),
                 error,
                 summary,
-                &run.id,
-                task.step as i64,
-                i64::from(run.attempt),
-                run.retry_count
+                worker
             ],
         )
         .await?;
@@ -713,6 +704,110 @@ impl Engine {
         self.wake();
         self.count_step(status);
         Ok(())
+    }
+
+    /// Records, after [`START_RECORD_DELAY`], that an attempt of `step` started at
+    /// `started_at`, unless the returned task is aborted first (the step ended; its end
+    /// writes the whole row). What operators see of a step that runs for a while; a row
+    /// already written by the end is left alone.
+    fn record_start_later(
+        &self,
+        run: &Run,
+        step: usize,
+        started_at: Timestamp,
+        worker: &str,
+    ) -> tokio::task::JoinHandle<()> {
+        let db = self.0.db.clone();
+        let name = self.workflow(&run.workflow).map(|w| w.steps[step].name.clone());
+        let (run_id, round, attempt, worker) =
+            (run.id.clone(), run.retry_count, run.attempt, worker.to_string());
+        tokio::spawn(async move {
+            tokio::time::sleep(START_RECORD_DELAY).await;
+            let Ok(name) = name else { return };
+            let written = db
+                .execute(
+                    "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, \
+                     started_at, worker) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7) \
+                     ON CONFLICT (run_id, round, step_index, attempt) DO NOTHING",
+                    args![
+                        &run_id,
+                        round,
+                        step as i64,
+                        name,
+                        i64::from(attempt),
+                        started_at,
+                        worker
+                    ],
+                )
+                .await;
+            if let Err(e) = written {
+                tracing::debug!(run.id = %run_id, error = %e, "the start of a step was not recorded");
+            }
+        })
+    }
+
+    /// Starts a step whose run changes state (its first step, a retry after a delay, a
+    /// resumed run) or whose task was delivered before: under the run's lock, closes the
+    /// attempt an earlier delivery left open, moves the run to `running` and writes the
+    /// attempt's row. `None` when the task turned out to be stale.
+    async fn start_slow(
+        &self,
+        task: &StepTask,
+        redelivered: bool,
+        worker: &str,
+        workflow: &Workflow,
+    ) -> Result<Option<Run>, Error> {
+        let mut tx = self.0.db.begin().await?;
+        let Some(mut run) = store::load_run(&mut tx, &task.run_id).await? else {
+            return Ok(None);
+        };
+        if !is_current(&run, task) {
+            return Ok(None);
+        }
+        let now = Timestamp::now();
+        let mut interrupted = tx
+            .execute(
+                "UPDATE run_steps SET status = 'interrupted', finished_at = $1, \
+                 error = 'the worker stopped while running this step' \
+                 WHERE run_id = $2 AND step_index = $3 AND attempt = $4 AND round = $5 \
+                 AND status = 'running'",
+                args![now, &run.id, task.step as i64, i64::from(task.attempt), run.retry_count],
+            )
+            .await?
+            > 0;
+        if redelivered && !interrupted {
+            // The earlier delivery stopped before its start was recorded (or the record was
+            // lost with the worker): count it all the same.
+            tx.execute(
+                "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, \
+                 started_at, finished_at, error) VALUES ($1, $2, $3, $4, $5, 'interrupted', $6, $6, \
+                 'the worker stopped while running this step') ON CONFLICT DO NOTHING",
+                args![
+                    &run.id,
+                    run.retry_count,
+                    task.step as i64,
+                    &workflow.steps[task.step].name,
+                    i64::from(task.attempt),
+                    now
+                ],
+            )
+            .await?;
+            interrupted = true;
+        }
+        if interrupted {
+            // The interrupted attempt counts; this one is the next.
+            self.count_step("interrupted");
+            run.attempt += 1;
+            tracing::warn!(run.id = %run.id, step = %workflow.steps[task.step].name, "resuming a step whose worker stopped");
+        }
+        if run.started_at.is_none() {
+            run.started_at = Some(now);
+        }
+        let event = Event::StepStarted { step: task.step, attempt: run.attempt };
+        let run = self.apply(&mut tx, workflow, run, event).await?;
+        insert_attempt(&mut tx, &run, (task.step, &workflow.steps[task.step].name), worker).await?;
+        tx.commit().await?;
+        Ok(Some(run))
     }
 
     /// A worker that takes step tasks from the queue, `concurrency` at a time.
@@ -752,11 +847,11 @@ impl Worker {
         tracing::info!(worker = %name, concurrency = self.concurrency, "worker started");
         let engine = self.engine.clone();
         let handler_name = name.clone();
-        let handler = move |task: StepTask| {
+        let handler = move |task: StepTask, delivery: Attempt| {
             let engine = engine.clone();
             let worker = handler_name.clone();
             async move {
-                let result = engine.execute(task, &worker).await;
+                let result = engine.execute(task, delivery.current(), &worker).await;
                 if let Err(e) = &result {
                     tracing::error!(error = %e, "step task failed inside the engine");
                 }
@@ -779,8 +874,11 @@ impl Worker {
         // once for both.
         macro_rules! run_on {
             ($config:ty, $storage:expr) => {{
+                // A worker takes no more tasks than it can start: tasks it fetched but
+                // cannot run yet would wait while another worker idles.
                 let config = <$config>::default()
                     .queue(QUEUE)
+                    .batch_size(self.concurrency)
                     .heartbeat_interval(self.heartbeat)
                     .missed_heartbeats(2);
                 WorkerBuilder::new(name.as_str())
@@ -818,6 +916,39 @@ impl Worker {
         tracing::info!(worker = %name, "worker stopped");
         Ok(())
     }
+}
+
+/// Whether `task` is the one task that may continue `run`.
+fn is_current(run: &Run, task: &StepTask) -> bool {
+    run.current_step == task.step
+        && run.attempt == task.attempt
+        && run.task_token.as_deref() == Some(task.token.as_str())
+        && !run.status.is_terminal()
+        && run.status != RunStatus::Paused
+}
+
+/// Writes the `running` row of `run`'s current attempt of step `step`, named `name`.
+async fn insert_attempt(
+    tx: &mut Tx,
+    run: &Run,
+    (step, name): (usize, &str),
+    worker: &str,
+) -> Result<(), Error> {
+    tx.execute(
+        "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, started_at, \
+         worker) VALUES ($1, $2, $3, $4, $5, 'running', $6, $7)",
+        args![
+            &run.id,
+            run.retry_count,
+            step as i64,
+            name,
+            i64::from(run.attempt),
+            Timestamp::now(),
+            worker
+        ],
+    )
+    .await?;
+    Ok(())
 }
 
 /// Item checkpoints and the cancel flag, for step contexts.
@@ -874,7 +1005,10 @@ fn summarise(output: &Value) -> String {
 fn log_transition(workflow: &Workflow, run: &Run) {
     let step = workflow.steps.get(run.current_step).map_or("", |s| s.name.as_str());
     match run.status {
-        RunStatus::Running => {}
+        RunStatus::Running => tracing::info!(
+            run.id = %run.id, workflow = %workflow.name, step, attempt = run.attempt,
+            trigger = %run.trigger, "run started"
+        ),
         RunStatus::Failed => tracing::error!(
             run.id = %run.id, workflow = %workflow.name, step, error = run.error.as_deref().unwrap_or(""),
             "run failed"
@@ -953,8 +1087,21 @@ async fn push_step(
     attempt: u32,
     delay: Duration,
 ) -> Result<String, Error> {
-    let token = ulid::Ulid::generate().to_string();
+    let token = push_task(tx, run_id, step, attempt, delay).await?;
     tx.execute("UPDATE runs SET task_token = $1 WHERE id = $2", args![&token, run_id]).await?;
+    Ok(token)
+}
+
+/// Pushes the task of step `step`, attempt `attempt`, of run `run_id` inside `tx`, and
+/// returns the token that makes it the run's current task once the run records it.
+async fn push_task(
+    tx: &mut Tx,
+    run_id: &str,
+    step: usize,
+    attempt: u32,
+    delay: Duration,
+) -> Result<String, Error> {
+    let token = ulid::Ulid::generate().to_string();
     let task = StepTask { run_id: run_id.to_string(), step, attempt, token: token.clone() };
     let bytes = serde_json::to_vec(&task).map_err(|e| Error::Queue(e.to_string()))?;
     let task = TaskBuilder::new(bytes).max_attempts(TASK_MAX_ATTEMPTS).run_after(delay).build();

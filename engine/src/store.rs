@@ -72,6 +72,8 @@ impl Run {
 /// One attempt of one step.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StepRecord {
+    /// How many operator retries of the run came before this attempt.
+    pub round: i64,
     /// The step's position.
     pub step_index: usize,
     /// Its name.
@@ -183,8 +185,8 @@ pub(crate) async fn get_run(db: &Db, id: &str) -> Result<Option<Run>, isocrates_
 pub(crate) async fn save_run(tx: &mut Tx, run: &Run) -> Result<(), isocrates_db::Error> {
     tx.execute(
         "UPDATE runs SET status = $1, current_step = $2, attempt = $3, cancel_requested = $4, \
-         error = $5, retry_count = $6, started_at = $7, finished_at = $8, updated_at = $9 \
-         WHERE id = $10",
+         error = $5, retry_count = $6, started_at = $7, finished_at = $8, updated_at = $9, \
+         task_token = $11 WHERE id = $10",
         args![
             status_name(run.status),
             run.current_step as i64,
@@ -195,7 +197,8 @@ pub(crate) async fn save_run(tx: &mut Tx, run: &Run) -> Result<(), isocrates_db:
             run.started_at,
             run.finished_at,
             Timestamp::now(),
-            &run.id
+            &run.id,
+            run.task_token.clone()
         ],
     )
     .await?;
@@ -204,6 +207,7 @@ pub(crate) async fn save_run(tx: &mut Tx, run: &Run) -> Result<(), isocrates_db:
 
 #[derive(sqlx::FromRow)]
 struct StepRow {
+    round: i64,
     step_index: i64,
     step: String,
     attempt: i64,
@@ -221,7 +225,7 @@ pub(crate) async fn steps_of(
 ) -> Result<Vec<StepRecord>, isocrates_db::Error> {
     let rows: Vec<StepRow> = db
         .fetch_all(
-            "SELECT step_index, step, attempt, status, started_at, finished_at, error, \
+            "SELECT round, step_index, step, attempt, status, started_at, finished_at, error, \
              output_summary FROM run_steps WHERE run_id = $1 ORDER BY started_at, round, step_index, attempt",
             args![run_id],
         )
@@ -229,6 +233,7 @@ pub(crate) async fn steps_of(
     Ok(rows
         .into_iter()
         .map(|r| StepRecord {
+            round: r.round,
             step_index: usize::try_from(r.step_index).unwrap_or_default(),
             step: r.step,
             attempt: u32::try_from(r.attempt).unwrap_or(1),

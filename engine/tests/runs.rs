@@ -387,4 +387,40 @@ on_both_backends! {
         let steps = h.engine.steps(&running.id).await.unwrap();
         assert_eq!(steps.last().unwrap().status, "cancelled");
     }
+
+    async fn a_step_that_lasts_shows_as_running_with_its_start_and_a_short_one_writes_once(db) {
+        let gate = Arc::new(Notify::new());
+        let release = gate.clone();
+        let wf = Workflow::new("gated")
+            .step("quick", |_| async { Ok(StepOutcome::Done(json!({}))) })
+            .step("long", move |_| {
+                let gate = release.clone();
+                async move {
+                    gate.notified().await;
+                    Ok(StepOutcome::Done(json!({"summary": "long done"})))
+                }
+            });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let run = h.submit("gated", None).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let long = loop {
+            let steps = h.engine.steps(&run.id).await.unwrap();
+            if let Some(long) = steps.iter().find(|s| s.step == "long") {
+                break long.clone();
+            }
+            assert!(tokio::time::Instant::now() < deadline, "the long step never showed: {steps:?}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        assert_eq!(long.status, "running");
+        assert!(long.finished_at.is_none());
+        gate.notify_one();
+        h.wait_for(&run.id, RunStatus::Completed).await;
+        let steps = h.engine.steps(&run.id).await.unwrap();
+        let statuses: Vec<(&str, &str)> = steps.iter().map(|s| (s.step.as_str(), s.status.as_str())).collect();
+        assert_eq!(statuses, [("quick", "succeeded"), ("long", "succeeded")], "one row per attempt");
+        let ended = &steps[1];
+        assert_eq!(ended.started_at, long.started_at, "the recorded start is kept");
+        assert!(ended.finished_at.is_some_and(|f| f >= ended.started_at));
+        assert_eq!(ended.output_summary.as_deref(), Some("long done"));
+    }
 }
