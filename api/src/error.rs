@@ -202,6 +202,9 @@ impl From<isocrates_engine::Error> for Error {
             E::UnknownStep(name) => {
                 Error::validation("from_step", format!("the workflow has no step named {name}"))
             }
+            E::Refused(refusal @ isocrates_engine::core::Refusal::NotReached { .. }) => {
+                Error::validation("from_step", refusal.to_string())
+            }
             E::Refused(refusal) => Error::Conflict(refusal.to_string()),
             other => Error::Internal(other.to_string()),
         }

@@ -304,6 +304,11 @@ on_both_backends! {
         let id = jobs.create(&admin, json!({"repo_url": REPO})).await.body["id"].as_str().unwrap().to_string();
         let running = jobs.wait(&admin, &id, |j| j["status"] == "running" && j["current_step"] == "plan").await;
         assert_eq!(step(&running, "plan")["status"], "running");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while jobs.script.ran("plan") == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "plan never started");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
 
         let retry = jobs.app.post(&format!("/api/jobs/{id}/retry"), Some(&admin), Value::Null).await;
         assert_eq!(retry.status, StatusCode::CONFLICT);

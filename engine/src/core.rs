@@ -180,6 +180,14 @@ pub enum Refusal {
     /// The named step is not part of the workflow.
     #[error("the workflow has no step {0}")]
     UnknownStep(usize),
+    /// A retry from a step after the one the run stopped at, whose earlier steps never ran.
+    #[error("the run stopped at step {current}; it cannot be retried from the later step {step}")]
+    NotReached {
+        /// The step asked for.
+        step: usize,
+        /// Where the run stopped.
+        current: usize,
+    },
     /// The event is about another step than the run's current one (a stale task).
     #[error("step {got} is not the run's current step {current}")]
     NotCurrent {
@@ -290,11 +298,17 @@ pub fn decide(
             if step >= steps {
                 return Err(Refusal::UnknownStep(step));
             }
+            if step > run.current_step {
+                return Err(Refusal::NotReached { step, current: run.current_step });
+            }
             next.status = RunStatus::Queued;
             next.current_step = step;
             next.attempt = 1;
             next.cancel_requested = false;
-            actions.push(Action::DiscardCheckpointsFrom { step });
+            // Redoing a named step forgets its items too; resuming where the run stopped
+            // keeps the items that step finished.
+            let discard_from = if from_step.is_some() { step } else { step + 1 };
+            actions.push(Action::DiscardCheckpointsFrom { step: discard_from });
             actions.push(Action::ScheduleStep { step, attempt: 1, delay: Duration::ZERO });
         }
     }
@@ -463,7 +477,7 @@ mod tests {
         assert_eq!(
             d.actions,
             vec![
-                Action::DiscardCheckpointsFrom { step: 2 },
+                Action::DiscardCheckpointsFrom { step: 3 },
                 Action::ScheduleStep { step: 2, attempt: 1, delay: Duration::ZERO },
             ]
         );
@@ -475,6 +489,10 @@ mod tests {
         let unknown =
             decide(STEPS, policy, &failed_at_2, Event::RetryRequested { from_step: Some(9) }, 0.0);
         assert_eq!(unknown, Err(Refusal::UnknownStep(9)));
+        let failed_at_1 = RunView { status: RunStatus::Failed, current_step: 1, ..queued() };
+        let ahead =
+            decide(STEPS, policy, &failed_at_1, Event::RetryRequested { from_step: Some(2) }, 0.0);
+        assert_eq!(ahead, Err(Refusal::NotReached { step: 2, current: 1 }));
     }
 
     #[test]

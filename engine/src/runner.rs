@@ -76,7 +76,7 @@ pub struct NewRun {
     pub workflow: String,
     /// Its input.
     pub input: Value,
-    /// While a run with this key is queued, running or paused, submitting returns it.
+    /// While a run with this key is queued or running, submitting returns it.
     pub dedup_key: Option<String>,
     /// At most one run with this key runs at once; a newer queued run supersedes older
     /// queued ones.
@@ -252,7 +252,7 @@ impl Engine {
         lock_keys(tx, &[new.dedup_key.as_deref(), new.concurrency_key.as_deref()]).await?;
         if let Some(key) = &new.dedup_key {
             let sql = format!(
-                "SELECT {} FROM runs WHERE dedup_key = $1 AND status IN ('queued', 'running', 'paused') \
+                "SELECT {} FROM runs WHERE dedup_key = $1 AND status IN ('queued', 'running') \
                  ORDER BY created_at DESC LIMIT 1",
                 store::RUN_COLUMNS
             );
@@ -580,18 +580,19 @@ impl Engine {
         }
         let workflow = self.workflow(&run.workflow)?;
         let started_at = Timestamp::now();
-        let (run, start_recorder) = if delivery <= 1 && run.status == RunStatus::Running {
-            // The common case, a step after the one that just finished: the run's state
-            // does not change, and nothing is written before the step runs. A step that
-            // lasts has its start recorded shortly after it began, for operators.
-            let recorder = self.record_start_later(&run, task.step, started_at, worker);
-            (run, Some(recorder))
-        } else {
-            match self.start_slow(&task, delivery > 1, worker, &workflow).await? {
-                Some(run) => (run, None),
-                None => return Ok(()),
-            }
-        };
+        let (run, start_recorder) =
+            if delivery <= 1 && run.status == RunStatus::Running && !run.cancel_requested {
+                // The common case, a step after the one that just finished: the run's state
+                // does not change, and nothing is written before the step runs. A step that
+                // lasts has its start recorded shortly after it began, for operators.
+                let recorder = self.record_start_later(&run, task.step, started_at, worker);
+                (run, Some(recorder))
+            } else {
+                match self.start_slow(&task, delivery > 1, worker, &workflow).await? {
+                    Some(run) => (run, None),
+                    None => return Ok(()),
+                }
+            };
 
         // Run the step, outside any transaction.
         let step = &workflow.steps[task.step];
@@ -641,6 +642,12 @@ impl Engine {
             Err(Error::NotFound(_)) => return Ok(()),
             Err(e) => return Err(e),
         };
+        if now.task_token != run.task_token || now.attempt != run.attempt {
+            // An operator retried or cancelled the run while the step ran, or another
+            // delivery took the step over: this outcome is not the run's any more.
+            tracing::debug!(run.id = %run.id, step = %step.name, "outcome of a superseded attempt dropped");
+            return Ok(());
+        }
         let (status, error, summary, event) = match &outcome {
             Ok(StepOutcome::Done(output)) => {
                 store::save_checkpoint(&mut tx, &run.id, task.step, output).await?;
@@ -758,10 +765,30 @@ impl Engine {
         workflow: &Workflow,
     ) -> Result<Option<Run>, Error> {
         let mut tx = self.0.db.begin().await?;
-        let Some(mut run) = store::load_run(&mut tx, &task.run_id).await? else {
-            return Ok(None);
+        let mut run = match self.locked_run(&mut tx, &task.run_id).await {
+            Ok(run) => run,
+            Err(Error::NotFound(_)) => return Ok(None),
+            Err(e) => return Err(e),
         };
         if !is_current(&run, task) {
+            return Ok(None);
+        }
+        if run.cancel_requested {
+            // Asked to stop between steps: the step does not start.
+            self.apply(&mut tx, workflow, run, Event::StepCancelled { step: task.step }).await?;
+            tx.commit().await?;
+            return Ok(None);
+        }
+        if run.status == RunStatus::Queued
+            && let Some(key) = run.concurrency_key.clone()
+            && running_with_key(&mut tx, &key, &run.id).await?
+        {
+            // Another run of the key started first: this one waits for it to end, when
+            // `dispatch_waiting` pushes it again.
+            run.task_token = None;
+            store::save_run(&mut tx, &run).await?;
+            tx.commit().await?;
+            tracing::debug!(run.id = %run.id, "run waits for the running run of its key");
             return Ok(None);
         }
         let now = Timestamp::now();
@@ -771,7 +798,7 @@ impl Engine {
                  error = 'the worker stopped while running this step' \
                  WHERE run_id = $2 AND step_index = $3 AND attempt = $4 AND round = $5 \
                  AND status = 'running'",
-                args![now, &run.id, task.step as i64, i64::from(task.attempt), run.retry_count],
+                args![now, &run.id, task.step as i64, i64::from(run.attempt), run.retry_count],
             )
             .await?
             > 0;
@@ -787,7 +814,7 @@ impl Engine {
                     run.retry_count,
                     task.step as i64,
                     &workflow.steps[task.step].name,
-                    i64::from(task.attempt),
+                    i64::from(run.attempt),
                     now
                 ],
             )
@@ -920,8 +947,9 @@ impl Worker {
 
 /// Whether `task` is the one task that may continue `run`.
 fn is_current(run: &Run, task: &StepTask) -> bool {
+    // The attempt may have moved on since the task was pushed: a delivery that found the
+    // previous one interrupted counts the next attempt under the same token.
     run.current_step == task.step
-        && run.attempt == task.attempt
         && run.task_token.as_deref() == Some(task.token.as_str())
         && !run.status.is_terminal()
         && run.status != RunStatus::Paused
@@ -1070,6 +1098,9 @@ async fn dispatch_waiting(tx: &mut Tx, key: &str) -> Result<(), Error> {
         )
         .await?;
     if let Some(w) = waiting {
+        if running_with_key(tx, key, &w.id).await? {
+            return Ok(());
+        }
         let step = usize::try_from(w.current_step).unwrap_or_default();
         let attempt = u32::try_from(w.attempt).unwrap_or(1);
         push_step(tx, &w.id, step, attempt, Duration::ZERO).await?;

@@ -423,4 +423,38 @@ on_both_backends! {
         assert!(ended.finished_at.is_some_and(|f| f >= ended.started_at));
         assert_eq!(ended.output_summary.as_deref(), Some("long done"));
     }
+
+    async fn a_cancel_during_a_retry_delay_stops_the_run_before_the_step_runs_again(db) {
+        let calls = Calls::default();
+        let counted = calls.clone();
+        let slow_retry = RetryPolicy {
+            max_attempts: 3,
+            base_delay: Duration::from_millis(800),
+            max_delay: Duration::from_millis(800),
+            jitter: 0.0,
+        };
+        let wf = Workflow::new("backoff")
+            .step_with("flaky", slow_retry, TIMEOUT, move |_| {
+                let calls = counted.clone();
+                async move {
+                    calls.hit("flaky");
+                    Err(StepError::retryable("provider answered 503"))
+                }
+            })
+            .step("after", |_| async { Ok(StepOutcome::Done(json!({}))) });
+        let h = Harness::start(&db.url, vec![wf]).await;
+        let run = h.submit("backoff", None).await;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while calls.get("flaky") == 0 {
+            assert!(tokio::time::Instant::now() < deadline, "the step never ran");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // The first attempt failed; the second waits for its delay. Cancel now.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        h.engine.cancel(&run.id).await.unwrap();
+        let stopped = h.wait_for(&run.id, RunStatus::Cancelled).await;
+        assert_eq!(stopped.error.as_deref(), Some("cancelled by an operator"));
+        tokio::time::sleep(Duration::from_millis(1200)).await;
+        assert_eq!(calls.get("flaky"), 1, "the delayed attempt never ran");
+    }
 }

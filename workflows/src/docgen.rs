@@ -81,9 +81,12 @@ pub fn repo_key(repo_url: &str) -> String {
     format!("{WORKFLOW}:{repo_url}")
 }
 
+/// Hosts whose repository paths are case-insensitive.
+const CASELESS_HOSTS: [&str; 3] = ["github.com", "gitlab.com", "bitbucket.org"];
+
 /// Checks a repository URL and gives it the one spelling every run of the repository
-/// shares: `https://host/owner/name` without a trailing slash or `.git`, or an absolute
-/// local path. Which hosts and whether local paths are allowed is the clone step's policy.
+/// shares: `https://host/owner/name` without a trailing slash or `.git` (lower case on
+/// hosts that ignore case), or an absolute local path. Which hosts and whether local paths are allowed is the clone step's policy.
 pub fn normalize_repo_url(raw: &str) -> Result<String, String> {
     let trimmed = raw.trim();
     let help = "give an https URL such as https://github.com/owner/repo, or an absolute path \
@@ -104,7 +107,14 @@ pub fn normalize_repo_url(raw: &str) -> Result<String, String> {
             return Err(format!("repo_url {trimmed} names no repository: {help}"));
         }
         let scheme = if url.starts_with("https://") { "https" } else { "http" };
-        return Ok(format!("{scheme}://{}/{path}", host.to_ascii_lowercase()));
+        let host = host.to_ascii_lowercase();
+        // These hosts name repositories without regard to case: one spelling per repository.
+        let path = if CASELESS_HOSTS.contains(&host.as_str()) {
+            path.to_ascii_lowercase()
+        } else {
+            path.to_string()
+        };
+        return Ok(format!("{scheme}://{host}/{path}"));
     }
     if let Some(path) = url.strip_prefix("file://") {
         url = path.to_string();
@@ -198,6 +208,7 @@ mod tests {
             "https://GitHub.com/acme/widgets/",
             "https://github.com/acme/widgets.git",
             " https://github.com/acme/widgets.git/ ",
+            "https://github.com/Acme/Widgets",
         ] {
             assert_eq!(normalize_repo_url(raw).unwrap(), "https://github.com/acme/widgets");
         }
