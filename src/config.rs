@@ -44,6 +44,8 @@ pub struct Config {
     /// `WORKERS`: how many steps a worker runs at once (2 by default); 0 makes `serve`
     /// run no embedded worker.
     pub workers: usize,
+    /// The `LLM_*` variables: the provider and model of each tier.
+    pub llm: isocrates_providers::LlmConfig,
 }
 
 /// The default of `WORKERS`.
@@ -154,6 +156,7 @@ impl Config {
             log_format,
             max_body_bytes,
             workers,
+            llm: isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?,
         };
         config.check_production()?;
         Ok(config)
@@ -226,6 +229,8 @@ mod tests {
             ("MAX_BODY_BYTES", "-1"),
             ("WORKERS", "many"),
             ("WORKERS", "-1"),
+            ("LLM_PROVIDER", "gemini"),
+            ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(err.contains(name), "{err}");

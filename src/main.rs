@@ -37,6 +37,11 @@ enum Command {
         #[command(subcommand)]
         command: jobs::JobsCommand,
     },
+    /// Check the configured models.
+    Providers {
+        #[command(subcommand)]
+        command: ProvidersCommand,
+    },
     /// Apply database migrations and exit.
     Migrate,
     /// Manage API tokens.
@@ -44,6 +49,12 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ProvidersCommand {
+    /// Send one tiny request per configured tier and print model, latency and tokens.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -75,7 +86,10 @@ fn main() -> ExitCode {
         }
     };
     // Commands that print an answer keep their standard error for errors, unless asked.
-    let quiet = matches!(cli.command, Command::Jobs { .. } | Command::Token { .. });
+    let quiet = matches!(
+        cli.command,
+        Command::Jobs { .. } | Command::Token { .. } | Command::Providers { .. }
+    );
     if let Err(message) = init_logging(&config, if quiet { "warn" } else { "info" }) {
         report(&format!("configuration error: {message}"));
         return ExitCode::from(2);
@@ -138,6 +152,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             storage.close().await;
             result
         }
+        Command::Providers { command: ProvidersCommand::Check } => check_providers(&config).await,
         Command::Migrate => {
             let (storage, _engine) = open_engine(&config).await?;
             storage.close().await;
@@ -182,6 +197,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     if config.workers == 0 {
         anyhow::bail!("WORKERS=0 leaves isocrates worker nothing to run: set WORKERS to 1 or more");
     }
+    log_models(&config);
     let (storage, engine) = open_engine(&config).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = spawn_worker(&engine, config.workers, stopped);
@@ -212,7 +228,21 @@ fn jwt_secret(config: &Config) -> SecretString {
     }
 }
 
+/// Names the provider and model of each tier, never a key.
+fn log_models(config: &Config) {
+    for tier in [&config.llm.planner, &config.llm.writer] {
+        tracing::info!(
+            tier = tier.tier.as_str(),
+            provider = tier.kind.as_str(),
+            model = if tier.model.is_empty() { "(none)" } else { tier.model.as_str() },
+            base_url = %tier.base_url,
+            "model tier"
+        );
+    }
+}
+
 async fn serve(config: Config) -> anyhow::Result<()> {
+    log_models(&config);
     let (storage, engine) = open_engine(&config).await?;
     let api_config = ApiConfig {
         auth_enabled: config.auth_enabled,
@@ -277,6 +307,44 @@ async fn shutdown_signal() {
         () = terminate => {},
     }
     tracing::info!("shutting down");
+}
+
+/// `providers check`: one tiny request per tier, the way an operator tests a new key.
+#[allow(clippy::print_stdout)]
+async fn check_providers(config: &Config) -> anyhow::Result<()> {
+    let mut failed = Vec::new();
+    for tier in [&config.llm.planner, &config.llm.writer] {
+        let name = tier.tier.as_str();
+        let Some(llm) =
+            isocrates_providers::build(tier, &config.llm).map_err(anyhow::Error::msg)?
+        else {
+            println!("{name}: static provider, no model to call");
+            continue;
+        };
+        let request = isocrates_providers::Request {
+            max_tokens: Some(8),
+            ..isocrates_providers::Request::new("Answer with one word.", "Say ok.")
+        };
+        match llm.complete(&request).await {
+            Ok(call) => println!(
+                "{name}: {} {} answered in {} ms, {} tokens in, {} out, ${:.6}",
+                tier.kind.as_str(),
+                call.reply.model,
+                call.latency.as_millis(),
+                call.reply.usage.input_tokens,
+                call.reply.usage.output_tokens,
+                call.cost_usd
+            ),
+            Err(e) => {
+                println!("{name}: {} {} failed: {e}", tier.kind.as_str(), tier.model);
+                failed.push(name);
+            }
+        }
+    }
+    if !failed.is_empty() {
+        anyhow::bail!("the {} tier could not be reached (see above)", failed.join(" and "));
+    }
+    Ok(())
 }
 
 #[allow(clippy::print_stdout)]

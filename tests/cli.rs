@@ -397,3 +397,78 @@ fn token_create_without_a_secret_says_what_to_set() {
         "{text}"
     );
 }
+
+/// A local server speaking OpenAI's chat completions, answering `status` with a completion
+/// (200) or an error; returns its `/v1` base URL.
+async fn fake_openai(status: u16) -> String {
+    use axum::response::IntoResponse;
+    let app = axum::Router::new().route(
+        "/v1/chat/completions",
+        axum::routing::post(move || async move {
+            let status = axum::http::StatusCode::from_u16(status).unwrap();
+            if status.is_success() {
+                axum::Json(json!({
+                    "model": "fake-model-1",
+                    "choices": [{"message": {"role": "assistant", "content": "ok"}}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 1},
+                }))
+                .into_response()
+            } else {
+                (status, axum::Json(json!({"error": {"message": "Incorrect API key provided"}})))
+                    .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn providers_check_sends_one_request_per_tier_and_names_the_key_on_refusal() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let good = fake_openai(200).await;
+    let refused = fake_openai(401).await;
+    let dir_path = dir.path().to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let check = |base: &str| {
+            isocrates(&dir_path, &url)
+                .env_remove("LOG_LEVEL")
+                .env("LLM_PROVIDER", "openai-compatible")
+                .env("LLM_BASE_URL", base)
+                .env("LLM_MODEL", "fake-model")
+                .env("LLM_API_KEY", "sk-secret-value")
+                .args(["providers", "check"])
+                .output()
+                .unwrap()
+        };
+        let ok = check(&good);
+        assert!(ok.status.success(), "{}", stderr(&ok));
+        let text = stdout(&ok);
+        for tier in ["planner", "writer"] {
+            let line =
+                text.lines().find(|l| l.starts_with(tier)).unwrap_or_else(|| panic!("{text}"));
+            assert!(line.contains("fake-model-1") && line.contains("9 tokens in, 1 out"), "{line}");
+        }
+
+        let bad = check(&refused);
+        assert_eq!(bad.status.code(), Some(1));
+        let text = stdout(&bad);
+        assert!(text.contains("401") && text.contains("LLM_API_KEY"), "{text}");
+        assert!(!text.contains("sk-secret-value") && !stderr(&bad).contains("sk-secret-value"));
+        assert_eq!(stderr(&bad).trim().lines().count(), 1, "{}", stderr(&bad));
+
+        let no_provider =
+            isocrates(&dir_path, &url).env("LLM_API_KEY", "sk-x").arg("serve").output().unwrap();
+        assert_eq!(no_provider.status.code(), Some(2));
+        let text = stderr(&no_provider);
+        assert!(
+            text.contains("LLM_PROVIDER") && text.contains("LLM_API_KEY") && !text.contains("sk-x"),
+            "{text}"
+        );
+    })
+    .await
+    .unwrap();
+}

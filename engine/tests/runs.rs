@@ -427,10 +427,11 @@ on_both_backends! {
     async fn a_cancel_during_a_retry_delay_stops_the_run_before_the_step_runs_again(db) {
         let calls = Calls::default();
         let counted = calls.clone();
+        // Two seconds: SQLite's queue keeps a task's start time to the second.
         let slow_retry = RetryPolicy {
             max_attempts: 3,
-            base_delay: Duration::from_millis(800),
-            max_delay: Duration::from_millis(800),
+            base_delay: Duration::from_secs(2),
+            max_delay: Duration::from_secs(2),
             jitter: 0.0,
         };
         let wf = Workflow::new("backoff")
@@ -454,7 +455,7 @@ on_both_backends! {
         h.engine.cancel(&run.id).await.unwrap();
         let stopped = h.wait_for(&run.id, RunStatus::Cancelled).await;
         assert_eq!(stopped.error.as_deref(), Some("cancelled by an operator"));
-        tokio::time::sleep(Duration::from_millis(1200)).await;
+        tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(calls.get("flaky"), 1, "the delayed attempt never ran");
     }
 }
