@@ -6,7 +6,7 @@
 use anyhow::Context;
 use clap::Subcommand;
 use isocrates_api::model::JobOut;
-use isocrates_engine::{Engine, Run, RunFilter, RunStatus};
+use isocrates_engine::{Engine, Run, RunStatus};
 use isocrates_workflows::docgen;
 
 /// The subcommands of `isocrates jobs`.
@@ -62,25 +62,10 @@ pub async fn run(engine: &Engine, command: JobsCommand) -> anyhow::Result<()> {
                 anyhow::bail!("--limit must be between 1 and 1000 (got {limit})");
             }
             let status = status.as_deref().map(parse_status).transpose()?;
-            let concurrency_key = match repo_url.as_deref() {
-                Some(url) => Some(docgen::repo_key(
-                    &docgen::normalize_repo_url(url)
-                        .map_err(|m| anyhow::anyhow!("--repo-url: {m}"))?,
-                )),
-                None => None,
-            };
-            let filter = RunFilter {
-                workflow: Some(docgen::WORKFLOW.to_string()),
-                status,
-                concurrency_key,
-                before,
-                limit,
-            };
+            let filter = docgen::run_filter(repo_url.as_deref(), status, before, limit)
+                .map_err(|m| anyhow::anyhow!("--repo-url: {m}"))?;
             let runs = engine.runs(&filter).await.context("listing the jobs")?;
-            let mut jobs = Vec::with_capacity(runs.len());
-            for run in &runs {
-                jobs.push(JobOut::load(engine, run).await?);
-            }
+            let jobs = JobOut::load_many(engine, &runs).await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&jobs)?);
             } else {
@@ -96,21 +81,10 @@ pub async fn run(engine: &Engine, command: JobsCommand) -> anyhow::Result<()> {
             }
         }
         JobsCommand::Retry { id, from_step } => {
-            let run = find(engine, &id).await?;
-            if let Some(step) = &from_step {
-                let names = engine.step_names(&run.workflow)?;
-                if !names.contains(step) {
-                    anyhow::bail!(
-                        "job {id} has no step named {step}: use one of {}",
-                        names.join(", ")
-                    );
-                }
-            }
             let run = engine.retry(&id, from_step.as_deref()).await.map_err(explain)?;
             println!("job {} queued again (retry {})", run.id, run.retry_count);
         }
         JobsCommand::Cancel { id } => {
-            find(engine, &id).await?;
             let run = engine.cancel(&id).await.map_err(explain)?;
             let state = if run.status == RunStatus::Cancelled {
                 "cancelled"

@@ -199,9 +199,7 @@ impl From<isocrates_engine::Error> for Error {
         use isocrates_engine::Error as E;
         match e {
             E::NotFound(id) => Error::NotFound { what: "Job".to_string(), id },
-            E::UnknownStep(name) => {
-                Error::validation("from_step", format!("the workflow has no step named {name}"))
-            }
+            unknown @ E::UnknownStep { .. } => Error::validation("from_step", unknown.to_string()),
             E::Refused(refusal @ isocrates_engine::core::Refusal::NotReached { .. }) => {
                 Error::validation("from_step", refusal.to_string())
             }

@@ -275,10 +275,26 @@ impl JobOut {
         engine: &isocrates_engine::Engine,
         run: &isocrates_engine::Run,
     ) -> Result<JobOut, isocrates_engine::Error> {
-        let steps = engine.steps(&run.id).await?;
-        let names = engine.step_names(&run.workflow)?;
-        let facts = isocrates_workflows::docgen::facts(engine, run).await?;
-        Ok(JobOut::new(run, &names, &steps, facts))
+        let mut jobs = JobOut::load_many(engine, std::slice::from_ref(run)).await?;
+        jobs.pop().ok_or_else(|| isocrates_engine::Error::NotFound(run.id.clone()))
+    }
+
+    /// The jobs of `runs`, in their order, with a few queries for all of them.
+    pub async fn load_many(
+        engine: &isocrates_engine::Engine,
+        runs: &[isocrates_engine::Run],
+    ) -> Result<Vec<JobOut>, isocrates_engine::Error> {
+        let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
+        let mut attempts = engine.steps_of_runs(&ids).await?;
+        let facts = isocrates_workflows::docgen::facts(engine, runs).await?;
+        runs.iter()
+            .zip(facts)
+            .map(|(run, facts)| {
+                let names = engine.step_names(&run.workflow)?;
+                let attempts = attempts.remove(&run.id).unwrap_or_default();
+                Ok(JobOut::new(run, &names, &attempts, facts))
+            })
+            .collect()
     }
 
     /// The job of `run`, whose workflow has the steps `names` and whose attempts are

@@ -40,8 +40,13 @@ pub enum Error {
     #[error("unknown workflow {0}")]
     UnknownWorkflow(String),
     /// The workflow has no step of this name.
-    #[error("the workflow has no step named {0}")]
-    UnknownStep(String),
+    #[error("the workflow has no step named {name}; its steps are {}", known.join(", "))]
+    UnknownStep {
+        /// The name asked for.
+        name: String,
+        /// The workflow's steps, in order.
+        known: Vec<String>,
+    },
     /// The operation does not apply to the run in its state.
     #[error("{0}")]
     Refused(#[from] Refusal),
@@ -368,15 +373,42 @@ impl Engine {
 
     /// The attempts of a run's steps, in the order they ran.
     pub async fn steps(&self, id: &str) -> Result<Vec<StepRecord>, Error> {
-        Ok(store::steps_of(&self.0.db, id).await?)
+        let mut by_run = store::steps_of(&self.0.db, &[id.to_string()]).await?;
+        Ok(by_run.remove(id).unwrap_or_default())
     }
 
-    /// The checkpoint of the step `step` of a run, once that step has finished.
-    pub async fn checkpoint(&self, run: &Run, step: &str) -> Result<Option<Value>, Error> {
-        let workflow = self.workflow(&run.workflow)?;
-        let index =
-            workflow.step_index(step).ok_or_else(|| Error::UnknownStep(step.to_string()))?;
-        Ok(store::checkpoint(&self.0.db, &run.id, index).await?)
+    /// The attempts of the steps of each of `run_ids`, in one query.
+    pub async fn steps_of_runs(
+        &self,
+        run_ids: &[String],
+    ) -> Result<HashMap<String, Vec<StepRecord>>, Error> {
+        Ok(store::steps_of(&self.0.db, run_ids).await?)
+    }
+
+    /// The checkpoints of the step named `step` of each of `runs` that finished it, by run
+    /// id, in one query.
+    pub async fn checkpoints(
+        &self,
+        runs: &[Run],
+        step: &str,
+    ) -> Result<HashMap<String, Value>, Error> {
+        let mut index_of = HashMap::new();
+        for run in runs {
+            let workflow = self.workflow(&run.workflow)?;
+            if let Some(index) = workflow.step_index(step) {
+                index_of.insert(run.id.clone(), index);
+            }
+        }
+        let ids: Vec<String> = index_of.keys().cloned().collect();
+        let mut indexes: Vec<usize> = index_of.values().copied().collect();
+        indexes.sort_unstable();
+        indexes.dedup();
+        let found = store::checkpoints_of(&self.0.db, &ids, &indexes).await?;
+        Ok(found
+            .into_iter()
+            .filter(|((id, index), _)| index_of.get(id) == Some(index))
+            .map(|((id, _), output)| (id, output))
+            .collect())
     }
 
     /// How many runs wait, run and failed, and how many workers (of any process) reported
@@ -470,9 +502,9 @@ impl Engine {
         let mut run = self.locked_run(&mut tx, id).await?;
         let workflow = self.workflow(&run.workflow)?;
         let from = match from_step {
-            Some(name) => Some(
-                workflow.step_index(name).ok_or_else(|| Error::UnknownStep(name.to_string()))?,
-            ),
+            Some(name) => {
+                Some(workflow.step_index(name).ok_or_else(|| unknown_step(&workflow, name))?)
+            }
             None => None,
         };
         run.retry_count += 1;
@@ -585,7 +617,8 @@ impl Engine {
                 // The common case, a step after the one that just finished: the run's state
                 // does not change, and nothing is written before the step runs. A step that
                 // lasts has its start recorded shortly after it began, for operators.
-                let recorder = self.record_start_later(&run, task.step, started_at, worker);
+                let step = (task.step, workflow.steps[task.step].name.as_str());
+                let recorder = self.record_start_later(&run, step, started_at, worker);
                 (run, Some(recorder))
             } else {
                 match self.start_slow(&task, delivery > 1, worker, &workflow).await? {
@@ -720,17 +753,15 @@ impl Engine {
     fn record_start_later(
         &self,
         run: &Run,
-        step: usize,
+        (step, name): (usize, &str),
         started_at: Timestamp,
         worker: &str,
     ) -> tokio::task::JoinHandle<()> {
         let db = self.0.db.clone();
-        let name = self.workflow(&run.workflow).map(|w| w.steps[step].name.clone());
-        let (run_id, round, attempt, worker) =
-            (run.id.clone(), run.retry_count, run.attempt, worker.to_string());
+        let (run_id, round, attempt, name, worker) =
+            (run.id.clone(), run.retry_count, run.attempt, name.to_string(), worker.to_string());
         tokio::spawn(async move {
             tokio::time::sleep(START_RECORD_DELAY).await;
-            let Ok(name) = name else { return };
             let written = db
                 .execute(
                     "INSERT INTO run_steps (run_id, round, step_index, step, attempt, status, \
@@ -942,6 +973,13 @@ impl Worker {
         }
         tracing::info!(worker = %name, "worker stopped");
         Ok(())
+    }
+}
+
+fn unknown_step(workflow: &Workflow, name: &str) -> Error {
+    Error::UnknownStep {
+        name: name.to_string(),
+        known: workflow.steps.iter().map(|s| s.name.clone()).collect(),
     }
 }
 

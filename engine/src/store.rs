@@ -2,6 +2,8 @@
 //! tables of the `engine` migration. Every change of a run's state happens here, inside
 //! one transaction with the task that continues it.
 
+use std::collections::HashMap;
+
 use isocrates_db::{Db, Timestamp, Tx, args};
 use serde_json::Value;
 
@@ -207,6 +209,7 @@ pub(crate) async fn save_run(tx: &mut Tx, run: &Run) -> Result<(), isocrates_db:
 
 #[derive(sqlx::FromRow)]
 struct StepRow {
+    run_id: String,
     round: i64,
     step_index: i64,
     step: String,
@@ -218,21 +221,25 @@ struct StepRow {
     output_summary: Option<String>,
 }
 
-/// The attempts of a run's steps, in the order they ran.
+/// The attempts of the steps of each of `run_ids`, each run's in the order they ran.
 pub(crate) async fn steps_of(
     db: &Db,
-    run_id: &str,
-) -> Result<Vec<StepRecord>, isocrates_db::Error> {
-    let rows: Vec<StepRow> = db
-        .fetch_all(
-            "SELECT round, step_index, step, attempt, status, started_at, finished_at, error, \
-             output_summary FROM run_steps WHERE run_id = $1 ORDER BY started_at, round, step_index, attempt",
-            args![run_id],
-        )
-        .await?;
-    Ok(rows
-        .into_iter()
-        .map(|r| StepRecord {
+    run_ids: &[String],
+) -> Result<HashMap<String, Vec<StepRecord>>, isocrates_db::Error> {
+    let mut by_run: HashMap<String, Vec<StepRecord>> = HashMap::new();
+    if run_ids.is_empty() {
+        return Ok(by_run);
+    }
+    let mut q = isocrates_db::QueryBuilder::new(
+        "SELECT run_id, round, step_index, step, attempt, status, started_at, finished_at, \
+         error, output_summary FROM run_steps WHERE run_id IN (",
+    );
+    in_list(&mut q, run_ids);
+    q.push(") ORDER BY run_id, started_at, round, step_index, attempt");
+    let (sql, args) = q.finish();
+    let rows: Vec<StepRow> = db.fetch_all(sql, args).await?;
+    for r in rows {
+        by_run.entry(r.run_id).or_default().push(StepRecord {
             round: r.round,
             step_index: usize::try_from(r.step_index).unwrap_or_default(),
             step: r.step,
@@ -242,8 +249,50 @@ pub(crate) async fn steps_of(
             finished_at: r.finished_at,
             error: r.error,
             output_summary: r.output_summary,
-        })
+        });
+    }
+    Ok(by_run)
+}
+
+/// The checkpoints of each of `run_ids` at any of `steps`, by run and step index.
+pub(crate) async fn checkpoints_of(
+    db: &Db,
+    run_ids: &[String],
+    steps: &[usize],
+) -> Result<HashMap<(String, usize), Value>, isocrates_db::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        run_id: String,
+        step_index: i64,
+        output: sqlx::types::Json<Value>,
+    }
+    if run_ids.is_empty() || steps.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut q = isocrates_db::QueryBuilder::new(
+        "SELECT run_id, step_index, output FROM run_checkpoints WHERE run_id IN (",
+    );
+    in_list(&mut q, run_ids);
+    q.push(") AND step_index IN (");
+    let indexes: Vec<i64> = steps.iter().map(|&s| s as i64).collect();
+    in_list(&mut q, &indexes);
+    q.push(")");
+    let (sql, args) = q.finish();
+    let rows: Vec<Row> = db.fetch_all(sql, args).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| ((r.run_id, usize::try_from(r.step_index).unwrap_or_default()), r.output.0))
         .collect())
+}
+
+/// Binds `values` separated by commas, for an `IN (...)` list.
+fn in_list<T: Clone + Into<isocrates_db::Arg>>(q: &mut isocrates_db::QueryBuilder, values: &[T]) {
+    for (i, value) in values.iter().enumerate() {
+        if i > 0 {
+            q.push(", ");
+        }
+        q.bind(value.clone());
+    }
 }
 
 #[derive(sqlx::FromRow)]
@@ -354,21 +403,6 @@ pub(crate) async fn add_usage(
     )
     .await?;
     Ok(())
-}
-
-/// The checkpoint of step `step`, if it finished.
-pub(crate) async fn checkpoint(
-    db: &Db,
-    run_id: &str,
-    step: usize,
-) -> Result<Option<Value>, isocrates_db::Error> {
-    let row: Option<OutputRow> = db
-        .fetch_optional(
-            "SELECT step_index, output FROM run_checkpoints WHERE run_id = $1 AND step_index = $2",
-            args![run_id, step as i64],
-        )
-        .await?;
-    Ok(row.map(|r| r.output.0))
 }
 
 #[derive(sqlx::FromRow)]

@@ -2,7 +2,9 @@
 //! serialise runs of one repository, the facts an operator reads off a run (commit, pages
 //! written), and the workflow with its steps.
 
-use isocrates_engine::{Engine, NewRun, Run, StepContext, StepError, StepOutcome, Workflow};
+use isocrates_engine::{
+    Engine, NewRun, Run, RunFilter, RunStatus, StepContext, StepError, StepOutcome, Workflow,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -125,6 +127,31 @@ pub fn normalize_repo_url(raw: &str) -> Result<String, String> {
     Err(format!("repo_url {trimmed} is neither an https URL nor an absolute path: {help}"))
 }
 
+/// Checks a commit id and gives it in lower case; an empty one means none.
+pub fn normalize_commit_sha(raw: Option<&str>) -> Result<Option<String>, String> {
+    match raw.map(str::trim) {
+        None | Some("") => Ok(None),
+        Some(sha)
+            if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
+        {
+            Ok(Some(sha.to_ascii_lowercase()))
+        }
+        Some(_) => Err("commit_sha must be a hexadecimal commit id".to_string()),
+    }
+}
+
+/// The listing of documentation runs, newest first, optionally of one repository (any
+/// spelling of its URL) and in one state.
+pub fn run_filter(
+    repo_url: Option<&str>,
+    status: Option<RunStatus>,
+    before: Option<String>,
+    limit: i64,
+) -> Result<RunFilter, String> {
+    let concurrency_key = repo_url.map(normalize_repo_url).transpose()?.map(|url| repo_key(&url));
+    Ok(RunFilter { workflow: Some(WORKFLOW.to_string()), status, concurrency_key, before, limit })
+}
+
 /// The repository's name: the last segment of its URL or path.
 pub fn repo_name(repo_url: &str) -> &str {
     repo_url.rsplit('/').find(|s| !s.is_empty()).unwrap_or(repo_url)
@@ -154,29 +181,40 @@ pub const CLONE_COMMIT_FIELD: &str = "commit_sha";
 /// The fields of the publish step's checkpoint counting pages written and left alone.
 pub const PUBLISH_COUNT_FIELDS: [&str; 2] = ["documents_written", "documents_skipped"];
 
-/// Reads the facts of `run` from its input and the checkpoints of its clone and publish
-/// steps.
-pub async fn facts(engine: &Engine, run: &Run) -> Result<RunFacts, isocrates_engine::Error> {
-    let input = DocgenInput::of(run);
-    let mut facts = RunFacts {
-        repo_url: input.as_ref().map(|i| i.repo_url.clone()).unwrap_or_default(),
-        commit_sha: input.and_then(|i| i.commit_sha),
-        ..RunFacts::default()
-    };
-    if run.workflow != WORKFLOW || run.started_at.is_none() {
-        return Ok(facts);
-    }
-    if facts.commit_sha.is_none()
-        && let Some(clone) = engine.checkpoint(run, STEPS[0]).await?
-    {
-        facts.commit_sha = clone[CLONE_COMMIT_FIELD].as_str().map(str::to_string);
-    }
-    if let Some(publish) = engine.checkpoint(run, STEPS[STEPS.len() - 1]).await? {
-        let [written, skipped] = PUBLISH_COUNT_FIELDS.map(|f| publish[f].as_u64().unwrap_or(0));
-        facts.documents_written = written;
-        facts.documents_skipped = skipped;
-    }
-    Ok(facts)
+/// Reads the facts of each of `runs` from its input and the checkpoints of its clone and
+/// publish steps, with one query per step for all of them.
+pub async fn facts(
+    engine: &Engine,
+    runs: &[Run],
+) -> Result<Vec<RunFacts>, isocrates_engine::Error> {
+    let ours: Vec<Run> =
+        runs.iter().filter(|r| r.workflow == WORKFLOW && r.started_at.is_some()).cloned().collect();
+    let clones = engine.checkpoints(&ours, STEPS[0]).await?;
+    let publishes = engine.checkpoints(&ours, STEPS[STEPS.len() - 1]).await?;
+    Ok(runs
+        .iter()
+        .map(|run| {
+            let input = DocgenInput::of(run);
+            let mut facts = RunFacts {
+                repo_url: input.as_ref().map(|i| i.repo_url.clone()).unwrap_or_default(),
+                commit_sha: input.and_then(|i| i.commit_sha),
+                ..RunFacts::default()
+            };
+            if facts.commit_sha.is_none() {
+                facts.commit_sha = clones
+                    .get(&run.id)
+                    .and_then(|clone| clone[CLONE_COMMIT_FIELD].as_str())
+                    .map(str::to_string);
+            }
+            if let Some(publish) = publishes.get(&run.id) {
+                let [written, skipped] =
+                    PUBLISH_COUNT_FIELDS.map(|f| publish[f].as_u64().unwrap_or(0));
+                facts.documents_written = written;
+                facts.documents_skipped = skipped;
+            }
+            facts
+        })
+        .collect())
 }
 
 /// The documentation workflow.
@@ -223,6 +261,14 @@ mod tests {
             assert!(error.contains("https://github.com/owner/repo"), "{raw}: {error}");
         }
         assert!(normalize_repo_url("https://user@github.com/a/b").is_err());
+    }
+
+    #[test]
+    fn commit_ids_are_hexadecimal_and_lower_case() {
+        assert_eq!(normalize_commit_sha(Some(" ABCDEF01 ")).unwrap().as_deref(), Some("abcdef01"));
+        assert_eq!(normalize_commit_sha(Some("")).unwrap(), None);
+        assert!(normalize_commit_sha(Some("not a sha")).is_err());
+        assert!(normalize_commit_sha(Some("abc")).is_err(), "too short to name a commit");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use axum::{Json as JsonOut, Router};
-use isocrates_engine::{Run, RunFilter, RunStatus};
+use isocrates_engine::{Run, RunStatus};
 use isocrates_storage::permission::{Action, Role};
 use isocrates_workflows::docgen::{self, DocgenInput, Trigger};
 use serde::Deserialize;
@@ -44,20 +44,8 @@ async fn create(
     let repo_url =
         docgen::normalize_repo_url(&body.repo_url).map_err(|m| Error::validation("repo_url", m))?;
     caller.require(&docgen::repo_folder(&repo_url), Action::Edit)?;
-    let commit_sha = match body.commit_sha.as_deref().map(str::trim) {
-        None | Some("") => None,
-        Some(sha)
-            if sha.len() >= 4 && sha.len() <= 64 && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
-            Some(sha.to_ascii_lowercase())
-        }
-        Some(_) => {
-            return Err(Error::validation(
-                "commit_sha",
-                "commit_sha must be a hexadecimal commit id",
-            ));
-        }
-    };
+    let commit_sha = docgen::normalize_commit_sha(body.commit_sha.as_deref())
+        .map_err(|m| Error::validation("commit_sha", m))?;
     let input = DocgenInput { repo_url, commit_sha, force: body.force, changed_paths: None };
     let submitted = state.engine().submit(input.into_run(Trigger::Manual)).await?;
     if submitted.created {
@@ -97,34 +85,21 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<JsonOut<Vec<JobOut>>, Error> {
     let limit = bounded("limit", params.limit, 1, 100)?;
-    let concurrency_key = match params.repo_url.as_deref() {
-        Some(url) => Some(docgen::repo_key(
-            &docgen::normalize_repo_url(url).map_err(|m| Error::validation("repo_url", m))?,
-        )),
-        None => None,
-    };
-    let mut filter = RunFilter {
-        workflow: Some(docgen::WORKFLOW.to_string()),
-        status: params.status,
-        concurrency_key,
-        before: params.before,
-        limit,
-    };
-    let mut jobs = Vec::new();
+    let mut filter =
+        docgen::run_filter(params.repo_url.as_deref(), params.status, params.before, limit)
+            .map_err(|m| Error::validation("repo_url", m))?;
+    let wanted = usize::try_from(limit).unwrap_or_default();
+    let mut shown = Vec::with_capacity(wanted);
     for _ in 0..MAX_PAGES_SCANNED {
         let page = state.engine().runs(&filter).await?;
-        let full = i64::try_from(page.len()).unwrap_or(i64::MAX) == limit;
+        let last_page = page.len() < wanted;
         filter.before = page.last().map(|r| r.id.clone());
-        for run in page.iter().filter(|r| visible(&caller, r)) {
-            if i64::try_from(jobs.len()).unwrap_or(i64::MAX) == limit {
-                break;
-            }
-            jobs.push(job(&state, run).await?);
-        }
-        if !full || i64::try_from(jobs.len()).unwrap_or(i64::MAX) == limit {
+        shown.extend(page.into_iter().filter(|r| visible(&caller, r)).take(wanted - shown.len()));
+        if last_page || shown.len() == wanted {
             break;
         }
     }
+    let jobs = JobOut::load_many(state.engine(), &shown).await?;
     Ok(JsonOut(jobs))
 }
 
@@ -150,15 +125,6 @@ async fn retry(
 ) -> Result<JsonOut<JobOut>, Error> {
     let run = steerable_run(&state, &caller, &id).await?;
     let from_step = body.from_step.as_deref().map(str::trim).filter(|s| !s.is_empty());
-    if let Some(step) = from_step {
-        let names = state.engine().step_names(&run.workflow)?;
-        if !names.iter().any(|n| n == step) {
-            return Err(Error::validation(
-                "from_step",
-                format!("the job has no step named {step}; its steps are {}", names.join(", ")),
-            ));
-        }
-    }
     let run = state.engine().retry(&run.id, from_step).await?;
     super::audit(&state, &caller, "job.retry", &run.id, json!({ "from_step": from_step })).await;
     Ok(JsonOut(job(&state, &run).await?))
