@@ -2,6 +2,7 @@
 //! start. A bad value stops start-up with one line naming the variable and the fix.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 
 use secrecy::{ExposeSecret, SecretString};
 
@@ -46,6 +47,8 @@ pub struct Config {
     pub workers: usize,
     /// The `LLM_*` variables: the provider and model of each tier.
     pub llm: isocrates_providers::LlmConfig,
+    /// `PROMPTS_DIR`: a folder of templates that replace the built-in ones.
+    pub prompts_dir: Option<PathBuf>,
 }
 
 /// The default of `WORKERS`.
@@ -144,6 +147,16 @@ impl Config {
                     .to_string(),
             );
         }
+        let prompts_dir = match get(vars, "PROMPTS_DIR") {
+            None => None,
+            Some(dir) if std::path::Path::new(dir).is_dir() => Some(PathBuf::from(dir)),
+            Some(dir) => {
+                return Err(format!(
+                    "PROMPTS_DIR names {dir}, which is not a folder: point it at a folder of \
+                     .j2 templates, or unset it to use the built-in ones"
+                ));
+            }
+        };
         let config = Config {
             database_url,
             host: get(vars, "HOST").unwrap_or("127.0.0.1").to_string(),
@@ -157,6 +170,7 @@ impl Config {
             max_body_bytes,
             workers,
             llm: isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?,
+            prompts_dir,
         };
         config.check_production()?;
         Ok(config)
@@ -230,6 +244,7 @@ mod tests {
             ("WORKERS", "many"),
             ("WORKERS", "-1"),
             ("LLM_PROVIDER", "gemini"),
+            ("PROMPTS_DIR", "/no/such/folder"),
             ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

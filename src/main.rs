@@ -3,6 +3,7 @@
 
 mod config;
 mod jobs;
+mod prompts;
 
 use std::process::ExitCode;
 
@@ -41,6 +42,11 @@ enum Command {
     Providers {
         #[command(subcommand)]
         command: ProvidersCommand,
+    },
+    /// Check the prompt templates and show what a model receives.
+    Prompts {
+        #[command(subcommand)]
+        command: prompts::PromptsCommand,
     },
     /// Apply database migrations and exit.
     Migrate,
@@ -88,7 +94,10 @@ fn main() -> ExitCode {
     // Commands that print an answer keep their standard error for errors, unless asked.
     let quiet = matches!(
         cli.command,
-        Command::Jobs { .. } | Command::Token { .. } | Command::Providers { .. }
+        Command::Jobs { .. }
+            | Command::Token { .. }
+            | Command::Providers { .. }
+            | Command::Prompts { .. }
     );
     if let Err(message) = init_logging(&config, if quiet { "warn" } else { "info" }) {
         report(&format!("configuration error: {message}"));
@@ -153,6 +162,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
             result
         }
         Command::Providers { command: ProvidersCommand::Check } => check_providers(&config).await,
+        Command::Prompts { command } => prompts::run(command, &config),
         Command::Migrate => {
             let (storage, _engine) = open_engine(&config).await?;
             storage.close().await;
@@ -198,6 +208,7 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("WORKERS=0 leaves isocrates worker nothing to run: set WORKERS to 1 or more");
     }
     log_models(&config);
+    prompts::load(&config)?;
     let (storage, engine) = open_engine(&config).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = spawn_worker(&engine, config.workers, stopped);
@@ -243,6 +254,7 @@ fn log_models(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     log_models(&config);
+    prompts::load(&config)?;
     let (storage, engine) = open_engine(&config).await?;
     let api_config = ApiConfig {
         auth_enabled: config.auth_enabled,

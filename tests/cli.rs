@@ -472,3 +472,83 @@ async fn providers_check_sends_one_request_per_tier_and_names_the_key_on_refusal
     .await
     .unwrap();
 }
+
+/// A `PROMPTS_DIR` holding one writer template, whose fifth line prints `expression`.
+fn prompts_dir(expression: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    let writer = format!(
+        "{{% block system %}}\nWrite plainly.\n{{% endblock %}}\n{{% block prompt %}}\nPage: {{{{ {expression} }}}}\n{{% endblock %}}\n"
+    );
+    std::fs::write(dir.path().join("writer.j2"), writer).unwrap();
+    dir
+}
+
+#[test]
+fn a_broken_template_stops_start_up_naming_file_line_and_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let prompts = prompts_dir("page.titel");
+    for command in ["serve", "worker"] {
+        let output = isocrates(dir.path(), "sqlite://never-opened.db")
+            .env("PROMPTS_DIR", prompts.path())
+            .env("PORT", free_port().to_string())
+            .arg(command)
+            .output()
+            .unwrap();
+        assert!(!output.status.success(), "{command} refused to start");
+        let text = stderr(&output);
+        let line = text.lines().find(|l| l.starts_with("error:")).expect(&text);
+        let file = prompts.path().join("writer.j2").display().to_string();
+        assert!(line.contains(&file), "{command}: {line}");
+        assert!(line.contains("line 5") && line.contains("`page.titel`"), "{command}: {line}");
+        assert!(!dir.path().join("never-opened.db").exists(), "stopped before the database");
+    }
+}
+
+#[test]
+fn prompts_check_and_render_show_what_a_model_receives() {
+    let dir = tempfile::tempdir().unwrap();
+    let built_in =
+        isocrates(dir.path(), "sqlite://x.db").args(["prompts", "check"]).output().unwrap();
+    assert!(built_in.status.success(), "{}", stderr(&built_in));
+    for name in ["planner", "writer", "ask", "summarise"] {
+        assert!(stdout(&built_in).contains(&format!("{name}: ok")), "{}", stdout(&built_in));
+    }
+
+    let edited = prompts_dir("page.title");
+    let check = isocrates(dir.path(), "sqlite://x.db")
+        .env("PROMPTS_DIR", edited.path())
+        .args(["prompts", "check"])
+        .output()
+        .unwrap();
+    assert!(check.status.success(), "{}", stderr(&check));
+    assert!(stdout(&check).contains("from PROMPTS_DIR:"), "{}", stdout(&check));
+    let render = isocrates(dir.path(), "sqlite://x.db")
+        .env("PROMPTS_DIR", edited.path())
+        .args(["prompts", "render", "writer"])
+        .output()
+        .unwrap();
+    assert!(render.status.success(), "{}", stderr(&render));
+    let shown = stdout(&render);
+    assert!(shown.contains("Write plainly.") && shown.contains("Page: Invoices"), "{shown}");
+    let planner = isocrates(dir.path(), "sqlite://x.db")
+        .env("PROMPTS_DIR", edited.path())
+        .args(["prompts", "render", "planner"])
+        .output()
+        .unwrap();
+    assert!(stdout(&planner).contains("billing"), "the built-in planner, with sample data");
+
+    let broken = prompts_dir("page.titel");
+    let check = isocrates(dir.path(), "sqlite://x.db")
+        .env("PROMPTS_DIR", broken.path())
+        .args(["prompts", "check"])
+        .output()
+        .unwrap();
+    assert!(!check.status.success());
+    assert!(stdout(&check).contains("line 5: unknown variable `page.titel`"), "{}", stdout(&check));
+    let unknown = isocrates(dir.path(), "sqlite://x.db")
+        .args(["prompts", "render", "poem"])
+        .output()
+        .unwrap();
+    assert!(!unknown.status.success());
+    assert!(stderr(&unknown).contains("planner, writer, ask, summarise"), "{}", stderr(&unknown));
+}

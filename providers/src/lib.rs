@@ -3,7 +3,7 @@
 //!
 //! [`Provider`] is what each backend implements: [`openai`] speaks OpenAI's chat
 //! completions (OpenAI, OpenRouter and any compatible server, through `async-openai` with a
-//! base URL). [`guard::Llm`] wraps any provider with what every call needs whatever the
+//! base URL), and [`ollama`] Ollama's native `/api/chat`. [`guard::Llm`] wraps any provider with what every call needs whatever the
 //! backend: bounded concurrency, a request timeout, retries of rate limits and server errors
 //! that honour `Retry-After`, a circuit breaker, and the tokens and cost of each call.
 //! [`json`] gets structured answers out of models: the schema where the provider takes
@@ -14,9 +14,12 @@
 
 pub mod config;
 pub mod guard;
+mod http;
 pub mod json;
+pub mod ollama;
 pub mod openai;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
@@ -32,19 +35,19 @@ pub fn build(tier: &TierConfig, config: &LlmConfig) -> Result<Option<Llm>, Strin
         timeout: config.timeout,
         ..Limits::default()
     };
-    let provider: std::sync::Arc<dyn Provider> = match tier.kind {
+    Ok(provider(tier, config.timeout)?.map(|p| Llm::new(p, limits, tier.prices)))
+}
+
+/// The backend of one tier, unguarded, giving up on a request after `timeout`: `None` for
+/// the static provider.
+pub fn provider(tier: &TierConfig, timeout: Duration) -> Result<Option<Arc<dyn Provider>>, String> {
+    Ok(Some(match tier.kind {
         Kind::Static => return Ok(None),
         Kind::OpenAi | Kind::OpenRouter | Kind::OpenAiCompatible => {
-            std::sync::Arc::new(openai::OpenAiChat::new(tier, config.timeout)?)
+            Arc::new(openai::OpenAiChat::new(tier, timeout)?)
         }
-        // FIXME: the native Ollama client (`/api/chat` through ollama-rs) is not written
-        // yet; Ollama's OpenAI-compatible endpoint works through `openai-compatible`.
-        Kind::Ollama => {
-            return Err("LLM_PROVIDER=ollama: this build has no native Ollama client yet; set                         LLM_PROVIDER=openai-compatible and LLM_BASE_URL=http://HOST:11434/v1                         to use Ollama's OpenAI-compatible API"
-                .to_string());
-        }
-    };
-    Ok(Some(Llm::new(provider, limits, tier.prices)))
+        Kind::Ollama => Arc::new(ollama::OllamaChat::new(tier, timeout)?),
+    }))
 }
 
 /// The two model tiers a documentation run uses.

@@ -13,16 +13,11 @@ use async_openai::middleware::HttpRequestFactory;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 
+use crate::http::{HttpFailure, start_of, transport_error};
 use crate::{CallError, CallFuture, Kind, Provider, Reply, Request, TierConfig, Usage};
 
-/// A failed HTTP exchange, carried through `async-openai` to [`call`](Provider::call).
-#[derive(Debug, thiserror::Error)]
-#[error("HTTP {status}")]
-struct HttpFailure {
-    status: u16,
-    retry_after: Option<Duration>,
-    body: String,
-}
+/// The address OpenRouter shows as the caller of each request (`HTTP-Referer`).
+const OPENROUTER_REFERER: &str = "https://github.com/isocrates/isocrates";
 
 /// An OpenAI-compatible chat model.
 #[derive(Debug)]
@@ -41,22 +36,23 @@ impl OpenAiChat {
             .timeout(timeout)
             .build()
             .map_err(|e| format!("cannot build the HTTP client: {e}"))?;
+        let openrouter = tier.kind == Kind::OpenRouter;
         let service = tower::service_fn(move |factory: HttpRequestFactory| {
             let http = http.clone();
             async move {
-                let request = factory.build().await?;
+                let mut request = factory.build().await?;
+                if openrouter {
+                    // OpenRouter attributes calls to an application by these two headers.
+                    let headers = request.headers_mut();
+                    headers.insert("HTTP-Referer", OPENROUTER_REFERER.parse().expect("a header"));
+                    headers.insert("X-Title", "IsoCrates".parse().expect("a header"));
+                }
                 let response = http.execute(request).await.map_err(OpenAIError::Reqwest)?;
                 if response.status().is_success() {
                     return Ok(response);
                 }
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(parse_retry_after);
-                let body = response.text().await.unwrap_or_default();
-                Err(OpenAIError::Boxed(Box::new(HttpFailure { status, retry_after, body })))
+                let failure = HttpFailure::read(response).await;
+                Err(OpenAIError::Boxed(Box::new(failure)))
             }
         });
         let key = tier.api_key.as_ref().map(|k| k.expose_secret().to_string()).unwrap_or_default();
@@ -100,35 +96,14 @@ impl OpenAiChat {
     fn failure(&self, error: OpenAIError) -> CallError {
         match error {
             OpenAIError::Boxed(boxed) => match boxed.downcast::<HttpFailure>() {
-                Ok(failure) => self.http_failure(*failure),
+                Ok(failure) => failure.into_error(&self.key_variable, self.timeout),
                 Err(other) => CallError::Connection(other.to_string()),
             },
-            OpenAIError::Reqwest(e) if e.is_timeout() => CallError::Timeout(self.timeout.as_secs()),
-            OpenAIError::Reqwest(e) if e.is_decode() || e.is_body() => {
-                CallError::Malformed(e.to_string())
-            }
-            OpenAIError::Reqwest(e) => CallError::Connection(e.to_string()),
+            OpenAIError::Reqwest(e) => transport_error(&e, self.timeout),
             OpenAIError::JSONDeserialize(e, body) => {
                 CallError::Malformed(format!("{e}; the answer began: {}", start_of(&body)))
             }
             other => CallError::Connection(other.to_string()),
-        }
-    }
-
-    fn http_failure(&self, failure: HttpFailure) -> CallError {
-        let message = error_message(&failure.body);
-        match failure.status {
-            401 | 403 => CallError::Unauthorized {
-                status: failure.status,
-                key_variable: self.key_variable.clone(),
-                message,
-            },
-            408 => CallError::Timeout(self.timeout.as_secs()),
-            429 => CallError::RateLimited { retry_after: failure.retry_after, message },
-            status @ 500..=599 => {
-                CallError::Server { status, retry_after: failure.retry_after, message }
-            }
-            status => CallError::Rejected { status, message },
         }
     }
 }
@@ -180,39 +155,9 @@ fn reply_of(answer: &Value, asked: &str) -> Result<Reply, CallError> {
     })
 }
 
-/// `Retry-After` as seconds (the form model APIs send; an HTTP date is not waited for).
-fn parse_retry_after(value: &str) -> Option<Duration> {
-    let seconds = value.trim().parse::<f64>().ok().filter(|s| s.is_finite() && *s >= 0.0)?;
-    Some(Duration::from_secs_f64(seconds.min(3600.0)))
-}
-
-/// The `error.message` of an OpenAI-style error body, else the start of the body.
-fn error_message(body: &str) -> String {
-    serde_json::from_str::<Value>(body)
-        .ok()
-        .and_then(|v| v["error"]["message"].as_str().map(str::to_string))
-        .unwrap_or_else(|| start_of(body))
-}
-
-/// The first 200 characters of a text, for messages.
-fn start_of(text: &str) -> String {
-    let mut start: String = text.chars().take(200).collect();
-    if text.chars().count() > 200 {
-        start.push('…');
-    }
-    start
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn retry_after_is_read_in_seconds() {
-        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
-        assert_eq!(parse_retry_after("0.5"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-    }
 
     #[test]
     fn a_completion_gives_text_tokens_and_cost() {

@@ -4,9 +4,11 @@
 //! Boundary: the only crate that knows what a documentation run is; it reaches the
 //! database only through `isocrates-storage` and the engine. [`docgen`] holds what the
 //! engine and the jobs API need of a run: its input, its keys, the facts read off it, and
-//! the workflow.
+//! the workflow. [`prompts`] holds what each model call says: the templates of `prompts/`
+//! and the data each receives.
 
 pub mod docgen;
+pub mod prompts;
 
 pub use isocrates_engine::RunStatus;
 
