@@ -7,7 +7,9 @@
 //! the workflow. [`prompts`] holds what each model call says: the templates of `prompts/`
 //! and the data each receives.
 
+pub mod analyze;
 pub mod docgen;
+pub mod git;
 pub mod prompts;
 
 pub use isocrates_engine::RunStatus;
