@@ -327,12 +327,27 @@ async fn check_providers(config: &Config) -> anyhow::Result<()> {
     let mut failed = Vec::new();
     for tier in [&config.llm.planner, &config.llm.writer] {
         let name = tier.tier.as_str();
-        let Some(llm) =
-            isocrates_providers::build(tier, &config.llm).map_err(anyhow::Error::msg)?
-        else {
-            println!("{name}: static provider, no model to call");
-            continue;
+        // One retry and a short timeout: an operator testing a key wants an answer soon.
+        let limits = isocrates_providers::Limits {
+            max_retries: 1,
+            timeout: config.llm.timeout.min(std::time::Duration::from_secs(30)),
+            base_delay: std::time::Duration::from_millis(500),
+            max_delay: std::time::Duration::from_secs(5),
+            ..isocrates_providers::Limits::default()
         };
+        let backend = match isocrates_providers::provider(tier, limits.timeout) {
+            Ok(Some(backend)) => backend,
+            Ok(None) => {
+                println!("{name}: static provider, no model to call");
+                continue;
+            }
+            Err(e) => {
+                println!("{name}: {} {} cannot be set up: {e}", tier.kind.as_str(), tier.model);
+                failed.push(name);
+                continue;
+            }
+        };
+        let llm = isocrates_providers::Llm::new(backend, limits, tier.prices);
         let request = isocrates_providers::Request {
             max_tokens: Some(8),
             ..isocrates_providers::Request::new("Answer with one word.", "Say ok.")

@@ -122,10 +122,8 @@ pub fn from_vars(
     secret: impl Fn(&str) -> Result<Option<SecretString>, String>,
 ) -> Result<LlmConfig, String> {
     let get = |name: &str| vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty());
-    let shared_key = match secret("LLM_API_KEY")? {
-        Some(key) => Some((key, "LLM_API_KEY".to_string())),
-        None => secret("OPENROUTER_API_KEY")?.map(|k| (k, "OPENROUTER_API_KEY".to_string())),
-    };
+    let api_key = secret("LLM_API_KEY")?;
+    let openrouter_key = secret("OPENROUTER_API_KEY")?;
     let kind = match get("LLM_PROVIDER") {
         Some(name) => Kind::parse(name).ok_or_else(|| {
             format!(
@@ -133,13 +131,22 @@ pub fn from_vars(
                  (got \"{name}\")"
             )
         })?,
-        None if let Some((_, variable)) = &shared_key => {
+        None if api_key.is_some() || openrouter_key.is_some() => {
+            let variable = if api_key.is_some() { "LLM_API_KEY" } else { "OPENROUTER_API_KEY" };
             return Err(format!(
                 "{variable} is set but LLM_PROVIDER is not: set LLM_PROVIDER to openai, \
                  openrouter, openai-compatible or ollama"
             ));
         }
         None => Kind::Static,
+    };
+    // OpenRouter's own key goes to OpenRouter only, never to another server.
+    let shared_key = match api_key {
+        Some(key) => Some((key, "LLM_API_KEY".to_string())),
+        None if kind == Kind::OpenRouter => {
+            openrouter_key.map(|k| (k, "OPENROUTER_API_KEY".to_string()))
+        }
+        None => None,
     };
     let timeout = match get("LLM_TIMEOUT_SECONDS") {
         None => Duration::from_secs(120),
@@ -284,6 +291,25 @@ mod tests {
             .unwrap()
             .cost(crate::Usage { input_tokens: 1_000_000, output_tokens: 100_000 });
         assert!((cost - 4.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn the_openrouter_key_goes_to_openrouter_only() {
+        let routed = read(&[
+            ("LLM_PROVIDER", "openrouter"),
+            ("OPENROUTER_API_KEY", "sk-or"),
+            ("LLM_MODEL", "m"),
+        ])
+        .unwrap();
+        assert_eq!(routed.writer.api_key.as_ref().unwrap().expose_secret(), "sk-or");
+        assert_eq!(routed.writer.key_variable, "OPENROUTER_API_KEY");
+        let local = read(&[
+            ("LLM_PROVIDER", "ollama"),
+            ("OPENROUTER_API_KEY", "sk-or"),
+            ("LLM_MODEL", "m"),
+        ])
+        .unwrap();
+        assert!(local.writer.api_key.is_none(), "not sent to another server");
     }
 
     #[test]

@@ -68,8 +68,10 @@ enum Breaker {
         until: Instant,
         failures: u32,
     },
-    /// The pause is over and one probe is in flight.
-    Probing,
+    /// The pause is over and one probe has been in flight since `since`.
+    Probing {
+        since: Instant,
+    },
 }
 
 /// A provider with its limits, retries, circuit breaker and totals.
@@ -108,12 +110,20 @@ impl Llm {
     }
 
     /// Sends `request`, retrying what can pass, until it answers or the tries run out.
+    ///
+    /// A rate limit whose `Retry-After` is longer than `max_delay` is returned at once with
+    /// its delay, for the caller to schedule, rather than tried again too early. When the
+    /// circuit opens during the retries, the failure that opened it is returned.
     pub async fn complete(&self, request: &Request) -> Result<Call, CallError> {
         let started = Instant::now();
         let mut tries = 0;
+        let mut last_error: Option<CallError> = None;
         loop {
             tries += 1;
-            self.admit()?;
+            let probe = match self.admit() {
+                Ok(probe) => probe,
+                Err(open) => return Err(last_error.unwrap_or(open)),
+            };
             let result = {
                 let _slot = self.slots.acquire().await.map_err(|_| CallError::NoModel)?;
                 match tokio::time::timeout(self.limits.timeout, self.provider.call(request)).await {
@@ -121,9 +131,14 @@ impl Llm {
                     Err(_) => Err(CallError::Timeout(self.limits.timeout.as_secs())),
                 }
             };
+            let outcome = match &result {
+                Ok(_) => Outcome::Healthy,
+                Err(error) if counts_against_provider(error) => Outcome::Unwell,
+                Err(_) => Outcome::Reachable,
+            };
+            self.record(outcome, probe);
             match result {
                 Ok(reply) => {
-                    self.record(Outcome::Healthy);
                     let cost = reply
                         .reported_cost_usd
                         .or_else(|| self.prices.map(|p| p.cost(reply.usage)))
@@ -135,12 +150,10 @@ impl Llm {
                     return Ok(Call { reply, cost_usd: cost, tries, latency: started.elapsed() });
                 }
                 Err(error) => {
-                    self.record(if counts_against_provider(&error) {
-                        Outcome::Unwell
-                    } else {
-                        Outcome::Reachable
-                    });
                     if !error.is_retryable() || tries > self.limits.max_retries {
+                        return Err(error);
+                    }
+                    if error.retry_after().is_some_and(|wait| wait > self.limits.max_delay) {
                         return Err(error);
                     }
                     let exponential =
@@ -155,27 +168,38 @@ impl Llm {
                         error = %error,
                         "model call failed; trying again"
                     );
+                    last_error = Some(error);
                     tokio::time::sleep(delay).await;
                 }
             }
         }
     }
 
-    /// Lets a call through unless the circuit is open; the first call after the pause is
-    /// the probe, and others wait for its outcome by failing fast.
-    fn admit(&self) -> Result<(), CallError> {
-        let Ok(mut breaker) = self.breaker.lock() else { return Ok(()) };
+    /// Lets a call through unless the circuit is open. The first call after the pause is
+    /// the probe (`Ok(true)`); others fail fast until its outcome is known. A probe that
+    /// gave no outcome within a timeout and a pause (its caller went away) is given up, and
+    /// the next call probes instead.
+    fn admit(&self) -> Result<bool, CallError> {
+        let Ok(mut breaker) = self.breaker.lock() else { return Ok(false) };
         let now = Instant::now();
         match *breaker {
-            Breaker::Closed { .. } => Ok(()),
+            Breaker::Closed { .. } => Ok(false),
             Breaker::Open { until, .. } if now >= until => {
-                *breaker = Breaker::Probing;
-                Ok(())
+                *breaker = Breaker::Probing { since: now };
+                Ok(true)
             }
             Breaker::Open { until, failures } => Err(self.open(failures, until - now)),
-            Breaker::Probing => {
-                Err(self.open(self.limits.breaker_threshold, self.limits.breaker_pause))
+            Breaker::Probing { since }
+                if now.duration_since(since) > self.limits.timeout + self.limits.breaker_pause =>
+            {
+                *breaker = Breaker::Probing { since: now };
+                Ok(true)
             }
+            Breaker::Probing { since } => Err(self.open(
+                self.limits.breaker_threshold,
+                (since + self.limits.timeout + self.limits.breaker_pause)
+                    .saturating_duration_since(now),
+            )),
         }
     }
 
@@ -187,28 +211,29 @@ impl Llm {
         }
     }
 
-    /// Records the outcome of a call for the circuit breaker.
-    fn record(&self, outcome: Outcome) {
+    /// Records the outcome of a call for the circuit breaker. While a probe is out, only the
+    /// probe's outcome counts: calls admitted before the circuit opened do not decide it.
+    fn record(&self, outcome: Outcome, probe: bool) {
         let Ok(mut breaker) = self.breaker.lock() else { return };
+        if matches!(*breaker, Breaker::Probing { .. } | Breaker::Open { .. }) && !probe {
+            return;
+        }
         let failures = match (*breaker, outcome) {
-            (_, Outcome::Healthy) | (Breaker::Probing, Outcome::Reachable) => {
+            // Any answer at all, refusals included, ends a run of failures.
+            (_, Outcome::Healthy | Outcome::Reachable) => {
                 *breaker = Breaker::Closed { failures: 0 };
                 return;
             }
-            (_, Outcome::Reachable) => return,
-            (Breaker::Closed { failures }, _) => failures + 1,
-            (Breaker::Open { failures, .. }, _) => failures + 1,
-            (Breaker::Probing, _) => self.limits.breaker_threshold,
+            (Breaker::Closed { failures }, Outcome::Unwell) => failures + 1,
+            (_, Outcome::Unwell) => self.limits.breaker_threshold,
         };
         *breaker = if failures >= self.limits.breaker_threshold {
-            if !matches!(*breaker, Breaker::Open { .. }) {
-                tracing::warn!(
-                    provider = self.provider.kind().as_str(),
-                    failures,
-                    pause_s = self.limits.breaker_pause.as_secs(),
-                    "model calls paused after repeated failures"
-                );
-            }
+            tracing::warn!(
+                provider = self.provider.kind().as_str(),
+                failures,
+                pause_s = self.limits.breaker_pause.as_secs(),
+                "model calls paused after repeated failures"
+            );
             Breaker::Open { until: Instant::now() + self.limits.breaker_pause, failures }
         } else {
             Breaker::Closed { failures }

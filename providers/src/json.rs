@@ -25,21 +25,22 @@ pub enum JsonError {
     },
 }
 
-/// Finds the JSON value in a model's answer: the whole text, else the first fenced block,
-/// else the first balanced `{...}` or `[...]`, each also tried after [`repair`].
+/// Finds the JSON value in a model's answer: the whole text, each fenced block, and each
+/// outermost balanced `{...}` or `[...]`; the longest that parses wins, and only when none
+/// parses as written are they tried after [`repair`].
 pub fn extract(text: &str) -> Result<Value, String> {
     let mut candidates = vec![text.trim().to_string()];
     candidates.extend(fenced(text));
     candidates.extend(balanced(text));
-    for candidate in &candidates {
-        if let Ok(value) = serde_json::from_str::<Value>(candidate) {
-            return Ok(value);
-        }
-    }
-    for candidate in &candidates {
-        if let Ok(value) = serde_json::from_str::<Value>(&repair(candidate)) {
-            return Ok(value);
-        }
+    let longest = |fix: fn(&str) -> String| {
+        candidates
+            .iter()
+            .filter_map(|c| serde_json::from_str::<Value>(&fix(c)).ok().map(|v| (c.len(), v)))
+            .max_by_key(|(len, _)| *len)
+            .map(|(_, value)| value)
+    };
+    if let Some(value) = longest(|c| c.to_string()).or_else(|| longest(repair)) {
+        return Ok(value);
     }
     let error = serde_json::from_str::<Value>(text.trim()).err().map(|e| e.to_string());
     Err(format!("no JSON value found in the answer ({})", error.unwrap_or_default()))
@@ -61,9 +62,28 @@ fn fenced(text: &str) -> Vec<String> {
     blocks
 }
 
-/// The first balanced object or array in the text, strings taken into account.
-fn balanced(text: &str) -> Option<String> {
-    let start = text.find(['{', '['])?;
+/// The outermost balanced objects and arrays in the text, in order (prose such as "[1]"
+/// or a reasoning preamble can come before the JSON), strings taken into account; at most
+/// 32 of them.
+fn balanced(text: &str) -> Vec<String> {
+    let mut spans = Vec::new();
+    let mut covered = 0;
+    for (start, c) in text.char_indices() {
+        if spans.len() == 32 {
+            break;
+        }
+        if start < covered || (c != '{' && c != '[') {
+            continue;
+        }
+        if let Some(span) = balanced_from(text, start) {
+            covered = start + span.len();
+            spans.push(span);
+        }
+    }
+    spans
+}
+
+fn balanced_from(text: &str, start: usize) -> Option<String> {
     let (mut depth, mut in_string, mut escaped) = (0i32, false, false);
     for (i, c) in text[start..].char_indices() {
         if in_string {
@@ -89,31 +109,50 @@ fn balanced(text: &str) -> Option<String> {
     None
 }
 
-/// Fixes the slips models make in JSON: smart quotes, `//` line comments, and commas
-/// before a closing bracket.
+/// Fixes the slips models make in JSON: smart quotes used as delimiters, `//` line
+/// comments, and commas before a closing bracket. The text inside proper strings is left as
+/// it is.
 pub fn repair(text: &str) -> String {
-    let text = text.replace(['\u{201c}', '\u{201d}'], "\"").replace(['\u{2018}', '\u{2019}'], "'");
+    let is_curly = |c: char| c == '\u{201c}' || c == '\u{201d}';
     let mut out = String::with_capacity(text.len());
-    let (mut in_string, mut escaped) = (false, false);
+    // Inside a string, and whether a curly quote opened it (and so closes it).
+    let (mut in_string, mut curly, mut escaped) = (false, false, false);
     let chars: Vec<char> = text.chars().collect();
     let mut i = 0;
     while i < chars.len() {
         let c = chars[i];
         if in_string {
-            out.push(c);
             match c {
                 '\\' if !escaped => escaped = true,
-                '"' if !escaped => in_string = false,
+                '"' if !escaped && !curly => in_string = false,
+                c if is_curly(c) && curly => {
+                    in_string = false;
+                    out.push('"');
+                    i += 1;
+                    continue;
+                }
+                '"' if curly => {
+                    // A straight quote inside a curly-quoted string is text.
+                    out.push_str("\\\"");
+                    i += 1;
+                    continue;
+                }
                 _ => escaped = false,
             }
+            out.push(c);
             i += 1;
             continue;
         }
         match c {
             '"' => {
-                in_string = true;
+                (in_string, curly) = (true, false);
                 out.push(c);
             }
+            c if is_curly(c) => {
+                (in_string, curly) = (true, true);
+                out.push('"');
+            }
+            '\u{2018}' | '\u{2019}' => out.push('\''),
             '/' if chars.get(i + 1) == Some(&'/') => {
                 while i < chars.len() && chars[i] != '\n' {
                     i += 1;
@@ -200,6 +239,18 @@ mod tests {
             repair(r#"{"a": "x, }", "b": "http://c",}"#),
             r#"{"a": "x, }", "b": "http://c"}"#
         );
+    }
+
+    #[test]
+    fn brackets_in_prose_before_the_json_are_passed_over() {
+        let text = "As noted in [1], the plan is:\n{\"pages\": [\"A\"]}";
+        assert_eq!(extract(text).unwrap(), json!({"pages": ["A"]}));
+    }
+
+    #[test]
+    fn curly_quotes_inside_a_proper_string_stay() {
+        let text = "{\"title\": \"The \u{201c}core\u{201d}\",}";
+        assert_eq!(extract(text).unwrap(), json!({"title": "The \u{201c}core\u{201d}"}));
     }
 
     #[test]

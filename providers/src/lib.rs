@@ -122,6 +122,8 @@ pub struct Reply {
     pub usage: Usage,
     /// Its cost as the provider reported it (OpenRouter does), in US dollars.
     pub reported_cost_usd: Option<f64>,
+    /// Whether the model stopped at the token limit rather than at the end of its answer.
+    pub truncated: bool,
 }
 
 /// Why a call failed.

@@ -1,6 +1,7 @@
 //! Ollama's native chat API, `POST /api/chat`, in the wire format of `ollama-rs`.
 //!
-//! The request and the answer are `ollama-rs`'s own types. The exchange itself goes through
+//! The request is `ollama-rs`'s own type; the answer is read into a type of ours that
+//! tolerates the counters Ollama leaves out. The exchange itself goes through
 //! our HTTP client rather than `ollama_rs::Ollama`, because that client turns every failed
 //! answer into a bare text: the status and `Retry-After` that decide whether and when to
 //! try again would be lost, and a refused key could not be told from a missing model.
@@ -11,11 +12,12 @@
 
 use std::time::Duration;
 
+use ollama_rs::generation::chat::ChatMessage;
 use ollama_rs::generation::chat::request::ChatMessageRequest;
-use ollama_rs::generation::chat::{ChatMessage, ChatMessageResponse};
 use ollama_rs::generation::parameters::FormatType;
 use ollama_rs::models::ModelOptions;
 use secrecy::{ExposeSecret, SecretString};
+use serde::Deserialize;
 
 use crate::http::{HttpFailure, start_of, transport_error};
 use crate::{CallError, CallFuture, Kind, Provider, Reply, Request, TierConfig, Usage};
@@ -78,27 +80,45 @@ impl OllamaChat {
             return Err(failure.into_error(&self.key_variable, self.timeout));
         }
         let body = response.bytes().await.map_err(|e| transport_error(&e, self.timeout))?;
-        let answer: ChatMessageResponse = serde_json::from_slice(&body).map_err(|e| {
+        let answer: Answer = serde_json::from_slice(&body).map_err(|e| {
             CallError::Malformed(format!(
                 "{e}; the answer began: {}",
                 start_of(&String::from_utf8_lossy(&body))
             ))
         })?;
-        let usage = answer
-            .final_data
-            .as_ref()
-            .map(|data| Usage {
-                input_tokens: data.prompt_eval_count,
-                output_tokens: data.eval_count,
-            })
-            .unwrap_or_default();
         Ok(Reply {
             text: answer.message.content,
-            model: if answer.model.is_empty() { self.model.clone() } else { answer.model },
-            usage,
+            model: answer.model.filter(|m| !m.is_empty()).unwrap_or_else(|| self.model.clone()),
+            usage: Usage {
+                input_tokens: answer.prompt_eval_count.unwrap_or(0),
+                output_tokens: answer.eval_count.unwrap_or(0),
+            },
             reported_cost_usd: None,
+            truncated: answer.done_reason.as_deref() == Some("length"),
         })
     }
+}
+
+/// The parts of Ollama's answer a call uses. `ollama_rs`'s own answer type needs all six
+/// counters to read any of them, and Ollama leaves out those that are zero (a prompt served
+/// from its cache has no `prompt_eval_count`): read that way, a cached call would count no
+/// tokens at all.
+#[derive(Debug, Deserialize)]
+struct Answer {
+    model: Option<String>,
+    message: AnswerMessage,
+    #[serde(default)]
+    done_reason: Option<String>,
+    #[serde(default)]
+    prompt_eval_count: Option<u64>,
+    #[serde(default)]
+    eval_count: Option<u64>,
+}
+
+#[derive(Debug, Deserialize)]
+struct AnswerMessage {
+    #[serde(default)]
+    content: String,
 }
 
 impl Provider for OllamaChat {

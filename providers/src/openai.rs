@@ -56,9 +56,13 @@ impl OpenAiChat {
             }
         });
         let key = tier.api_key.as_ref().map(|k| k.expose_secret().to_string()).unwrap_or_default();
+        // `OpenAIConfig::new` reads OPENAI_ORG_ID and OPENAI_PROJECT_ID from the environment
+        // and would send them to any server; the configuration alone decides here.
         let config = OpenAIConfig::new()
             .with_api_base(tier.base_url.trim_end_matches('/'))
-            .with_api_key(key);
+            .with_api_key(key)
+            .with_org_id("")
+            .with_project_id("");
         Ok(OpenAiChat {
             kind: tier.kind,
             model: tier.model.clone(),
@@ -78,7 +82,11 @@ impl OpenAiChat {
             "stream": false,
         });
         if let Some(max) = request.max_tokens {
-            body["max_tokens"] = json!(max);
+            // OpenAI's reasoning models refuse `max_tokens`; every OpenAI model takes the
+            // newer name, which other servers do not all know.
+            let field =
+                if self.kind == Kind::OpenAi { "max_completion_tokens" } else { "max_tokens" };
+            body[field] = json!(max);
         }
         if let Some((name, schema)) = &request.schema {
             body["response_format"] = json!({
@@ -137,12 +145,27 @@ impl Provider for OpenAiChat {
 /// Reads a chat completion: the first choice's text, the model, the tokens and, when the
 /// provider reports it, the cost.
 fn reply_of(answer: &Value, asked: &str) -> Result<Reply, CallError> {
-    let text = answer["choices"][0]["message"]["content"].as_str().ok_or_else(|| {
-        CallError::Malformed(format!(
+    let choice = &answer["choices"][0];
+    let message = &choice["message"];
+    let Some(text) = message["content"].as_str() else {
+        // A refusal or a filtered answer is an answer: asking again gives the same.
+        if let Some(refusal) = message["refusal"].as_str() {
+            return Err(CallError::Rejected {
+                status: 200,
+                message: format!("the model refused: {refusal}"),
+            });
+        }
+        if choice["finish_reason"] == "content_filter" {
+            return Err(CallError::Rejected {
+                status: 200,
+                message: "the provider's content filter withheld the answer".to_string(),
+            });
+        }
+        return Err(CallError::Malformed(format!(
             "no choices[0].message.content in the answer: {}",
             start_of(&answer.to_string())
-        ))
-    })?;
+        )));
+    };
     let usage = &answer["usage"];
     Ok(Reply {
         text: text.to_string(),
@@ -152,6 +175,7 @@ fn reply_of(answer: &Value, asked: &str) -> Result<Reply, CallError> {
             output_tokens: usage["completion_tokens"].as_u64().unwrap_or(0),
         },
         reported_cost_usd: usage["cost"].as_f64(),
+        truncated: choice["finish_reason"] == "length",
     })
 }
 

@@ -42,6 +42,8 @@ enum Answer {
     Raw(StatusCode, &'static str),
     /// A text with the cost OpenRouter reports in `usage`.
     Priced(&'static str, f64),
+    /// A text whose prompt came from Ollama's cache: Ollama leaves out `prompt_eval_count`.
+    Cached(&'static str),
     Late(Duration),
 }
 
@@ -148,6 +150,17 @@ fn respond(wire: Wire, answer: Answer) -> Response {
             response
         }
         (Answer::Raw(status, body), _) => (status, body).into_response(),
+        (Answer::Cached(content), _) => axum::Json(json!({
+            "model": "test-model:latest",
+            "created_at": "2026-12-04T10:00:00.000000Z",
+            "message": {"role": "assistant", "content": content},
+            "done": true,
+            "done_reason": "stop",
+            "total_duration": 1_000_000,
+            "eval_count": 7,
+            "eval_duration": 900_000,
+        }))
+        .into_response(),
         (Answer::Priced(content, cost), _) => axum::Json(json!({
             "model": "openrouter/test-model",
             "choices": [{"message": {"role": "assistant", "content": content}}],
@@ -194,8 +207,18 @@ fn limits() -> Limits {
 
 /// The writer tier of `provider`'s configuration, served by `fake`, guarded by `limits`.
 fn llm(provider: &str, fake: &Fake, limits: Limits) -> Llm {
+    llm_with_http_timeout(provider, fake, limits, limits.timeout)
+}
+
+/// [`llm`] whose HTTP client gives up after `http_timeout`, apart from the guard's timeout.
+fn llm_with_http_timeout(
+    provider: &str,
+    fake: &Fake,
+    limits: Limits,
+    http_timeout: Duration,
+) -> Llm {
     let config = configure(provider, fake);
-    let backend = isocrates_providers::provider(&config.writer, limits.timeout)
+    let backend = isocrates_providers::provider(&config.writer, http_timeout)
         .unwrap()
         .expect("a provider that calls a model");
     Llm::new(backend, limits, config.writer.prices)
@@ -274,6 +297,31 @@ async fn a_rate_limit_is_retried_after_the_delay_it_names() {
 }
 
 #[tokio::test]
+async fn a_rate_limit_longer_than_the_longest_delay_is_returned_for_the_caller_to_schedule() {
+    for (_, provider) in WIRES {
+        let fake = fake(Arc::new(|_| Answer::Fail {
+            status: StatusCode::TOO_MANY_REQUESTS,
+            message: "quota".into(),
+            retry_after: Some("120"),
+        }))
+        .await;
+        let started = Instant::now();
+        let error = llm(provider, &fake, limits()).complete(&request()).await.unwrap_err();
+        assert_eq!(error.retry_after(), Some(Duration::from_secs(120)), "{provider}: {error:?}");
+        assert_eq!(fake.hits(), 1, "{provider}: not tried again before the provider allows");
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+}
+
+#[tokio::test]
+async fn ollama_counts_output_tokens_when_the_prompt_came_from_its_cache() {
+    let fake = fake(Arc::new(|_| Answer::Cached("again"))).await;
+    let call = llm("ollama", &fake, limits()).complete(&request()).await.unwrap();
+    assert_eq!(call.reply.text, "again");
+    assert_eq!(call.reply.usage, Usage { input_tokens: 0, output_tokens: 7 });
+}
+
+#[tokio::test]
 async fn server_errors_are_retried_and_the_last_one_is_reported() {
     for (_, provider) in WIRES {
         let flaky = fake(Arc::new(|n| {
@@ -296,7 +344,9 @@ async fn a_slow_server_times_out() {
         let fake = fake(Arc::new(|_| Answer::Late(Duration::from_millis(1500)))).await;
         let quick = Limits { timeout: Duration::from_millis(300), max_retries: 0, ..limits() };
         let started = Instant::now();
-        let error = llm(provider, &fake, quick).complete(&request()).await.unwrap_err();
+        // The HTTP client would wait longer: the guard's own timeout ends the call.
+        let llm = llm_with_http_timeout(provider, &fake, quick, Duration::from_secs(30));
+        let error = llm.complete(&request()).await.unwrap_err();
         assert!(matches!(error, CallError::Timeout(_)), "{provider}: {error:?}");
         assert!(started.elapsed() < Duration::from_millis(1400), "{provider}: did not wait");
     }
@@ -407,6 +457,44 @@ async fn the_circuit_opens_after_repeated_failures_and_lets_a_probe_through_afte
         assert_eq!(probe.reply.text, "back", "{provider}: the probe goes through");
         let next = llm.complete(&request()).await.unwrap();
         assert_eq!(next.reply.text, "back", "{provider}: and the circuit is closed");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_probe_opens_the_circuit_again_and_an_abandoned_one_is_replaced() {
+    for (_, provider) in WIRES {
+        // 0: healthy, 1: down, 2: slow, 3: healthy.
+        let mode = Arc::new(AtomicUsize::new(1));
+        let flag = mode.clone();
+        let fake = fake(Arc::new(move |_| match flag.load(Ordering::SeqCst) {
+            1 => fail(StatusCode::SERVICE_UNAVAILABLE, "down"),
+            2 => Answer::Late(Duration::from_secs(3)),
+            _ => text("back"),
+        }))
+        .await;
+        let limits = Limits { max_retries: 0, timeout: Duration::from_millis(400), ..limits() };
+        let llm = llm(provider, &fake, limits);
+        for _ in 0..3 {
+            assert!(llm.complete(&request()).await.is_err());
+        }
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        let probe = llm.complete(&request()).await.unwrap_err();
+        assert!(matches!(probe, CallError::Server { .. }), "{provider}: the probe ran and failed");
+        let before = fake.hits();
+        assert!(matches!(llm.complete(&request()).await, Err(CallError::CircuitOpen { .. })));
+        assert_eq!(fake.hits(), before, "{provider}: open again after the failed probe");
+
+        // A probe whose caller gives up before the answer leaves no lasting block.
+        tokio::time::sleep(Duration::from_millis(350)).await;
+        mode.store(2, Ordering::SeqCst);
+        let abandoned =
+            tokio::time::timeout(Duration::from_millis(50), llm.complete(&request())).await;
+        assert!(abandoned.is_err(), "the caller stopped waiting");
+        assert!(matches!(llm.complete(&request()).await, Err(CallError::CircuitOpen { .. })));
+        mode.store(3, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let replaced = llm.complete(&request()).await.unwrap();
+        assert_eq!(replaced.reply.text, "back", "{provider}: a new probe went through");
     }
 }
 

@@ -11,7 +11,10 @@
 //! Undefined variables are errors, never empty text. [`Prompts::load`] compiles every file
 //! and renders every template once with sample data, so a syntax error or an unknown
 //! variable stops start-up with a [`PromptError`] naming the file, the line and the
-//! variable, instead of surfacing in the middle of a run.
+//! variable, instead of surfacing in the middle of a run. A top-level name a template uses
+//! that its context lacks is found even in a branch the sample does not take; a misspelt
+//! attribute (`page.titel`) or a name in an included block is found when the sample
+//! renders it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -190,6 +193,11 @@ impl Prompts {
         if errors.is_empty() {
             errors.extend(prompts.check());
         }
+        // A shared block is rendered by every template that includes it: one report each.
+        let mut seen = BTreeSet::new();
+        errors.retain(|e| {
+            seen.insert((e.file.clone(), e.line, e.message.clone(), e.variable.clone()))
+        });
         if errors.is_empty() { Ok(prompts) } else { Err(errors) }
     }
 
@@ -230,10 +238,13 @@ impl Prompts {
             .chain(self.env.globals().map(|(name, _)| name.to_string()))
             .collect();
         let source = compiled.source();
+        // minijinja scopes `{% set %}` inside `{% if %}` to the branch, rendering does not:
+        // a name the template sets anywhere is its own.
+        let assigned = assigned_names(source);
         let mut unknown: Vec<String> = compiled
             .undeclared_variables(false)
             .into_iter()
-            .filter(|name| !known.contains(name))
+            .filter(|name| !known.contains(name) && !assigned.contains(name))
             .collect();
         unknown.sort();
         unknown
@@ -329,12 +340,21 @@ fn describe(
         }
     }
     let file = error.name().unwrap_or(rendering);
+    // minijinja names the missing value in backticks ("`page.titel` is undefined"); the
+    // span of the expression is the fallback, and is more than the name behind a filter.
     let variable = match error.kind() {
         ErrorKind::UndefinedError => error
-            .template_source()
-            .zip(error.range())
-            .and_then(|(source, range)| source.get(range))
-            .map(|expression| expression.trim().to_string()),
+            .detail()
+            .and_then(|detail| detail.split('`').nth(1))
+            .filter(|name| !name.is_empty())
+            .map(str::to_string)
+            .or_else(|| {
+                error
+                    .template_source()
+                    .zip(error.range())
+                    .and_then(|(source, range)| source.get(range))
+                    .map(|expression| expression.trim().to_string())
+            }),
         _ => None,
     };
     let message = match (error.kind(), error.detail()) {
@@ -346,19 +366,50 @@ fn describe(
     PromptError { file: display(origins, file), line: error.line(), variable, message }
 }
 
-/// The first line of `source` (from 1) where `word` stands as a whole word.
+/// The names `{% set NAME = ... %}` and `{% set NAME %}` assign anywhere in `source`.
+fn assigned_names(source: &str) -> BTreeSet<String> {
+    source
+        .split("{%")
+        .skip(1)
+        .filter_map(|tag| {
+            let tag = tag.trim_start_matches(['-', '+']).trim_start();
+            let rest = tag.strip_prefix("set")?;
+            let name: String = rest
+                .trim_start()
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            (!name.is_empty()).then_some(name)
+        })
+        .collect()
+}
+
+/// The first line of `source` (from 1) where `word` stands as a whole word inside a
+/// `{{ ... }}` or `{% ... %}` tag, not in the text around them.
 fn line_of_word(source: &str, word: &str) -> Option<usize> {
     let is_name = |c: char| c.is_alphanumeric() || c == '_';
-    source
-        .lines()
-        .position(|line| {
-            line.match_indices(word).any(|(at, _)| {
-                let before = line[..at].chars().next_back();
-                let after = line[at + word.len()..].chars().next();
-                !before.is_some_and(is_name) && !after.is_some_and(is_name)
-            })
-        })
-        .map(|index| index + 1)
+    let mut at = 0;
+    while let Some(open) = source[at..].find(['{']).map(|i| i + at) {
+        let close = match source[open..].get(..2) {
+            Some("{{") => "}}",
+            Some("{%") => "%}",
+            _ => {
+                at = open + 1;
+                continue;
+            }
+        };
+        let Some(end) = source[open + 2..].find(close).map(|i| i + open + 2) else { break };
+        let tag = &source[open..end];
+        for (offset, _) in tag.match_indices(word) {
+            let before = tag[..offset].chars().next_back();
+            let after = tag[offset + word.len()..].chars().next();
+            if !before.is_some_and(is_name) && !after.is_some_and(is_name) {
+                return Some(source[..open + offset].matches('\n').count() + 1);
+            }
+        }
+        at = end + 2;
+    }
+    None
 }
 
 /// Adds the `.j2` files under `dir` to `sources`, by their path relative to `root`.
@@ -528,6 +579,22 @@ pub struct SourceExcerpt {
     pub excerpt: String,
     /// Whether the excerpt is shorter than the file.
     pub truncated: bool,
+    /// The backticks that fence it: longer than any run of backticks inside it.
+    pub fence: String,
+}
+
+impl SourceExcerpt {
+    /// The excerpt of `path`, with the fence its text needs.
+    pub fn new(path: &str, language: &str, excerpt: String, truncated: bool) -> SourceExcerpt {
+        let longest_run = excerpt.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        SourceExcerpt {
+            path: path.to_string(),
+            language: language.to_string(),
+            fence: "`".repeat(longest_run.max(2) + 1),
+            excerpt,
+            truncated,
+        }
+    }
 }
 
 /// What the `writer` template receives.
@@ -636,12 +703,12 @@ impl WriterContext {
                 title: "Billing Overview".into(),
                 description: "What the service does.".into(),
             }],
-            sources: vec![SourceExcerpt {
-                path: "src/invoice.rs".into(),
-                language: "rust".into(),
-                excerpt: "pub struct Invoice {\n    lines: Vec<Line>,\n}".into(),
-                truncated: false,
-            }],
+            sources: vec![SourceExcerpt::new(
+                "src/invoice.rs",
+                "rust",
+                "/// ```\n/// let i = Invoice::new();\n/// ```\npub struct Invoice {\n    lines: Vec<Line>,\n}".into(),
+                false,
+            )],
             max_diagrams: 1,
         }
     }
@@ -683,7 +750,9 @@ mod tests {
             let rendered = prompts.sample(template).unwrap();
             assert!(!rendered.system.is_empty(), "{template:?}");
             assert!(!rendered.prompt.is_empty(), "{template:?}");
-            assert!(!rendered.system.contains("{{") && !rendered.prompt.contains("{%"));
+            for text in [&rendered.system, &rendered.prompt] {
+                assert!(!text.contains("{{") && !text.contains("{%"), "{template:?}: {text}");
+            }
         }
         assert!(prompts.overrides().is_empty());
     }
@@ -692,7 +761,11 @@ mod tests {
     fn the_writer_sees_its_page_sources_and_link_targets() {
         let rendered = Prompts::built_in().writer(&WriterContext::sample()).unwrap();
         assert!(rendered.prompt.contains("Invoices (module)"), "{}", rendered.prompt);
-        assert!(rendered.prompt.contains("```rust\npub struct Invoice {"), "{}", rendered.prompt);
+        assert!(
+            rendered.prompt.contains("````rust\n/// ```\n"),
+            "a fence longer than the excerpt's: {}",
+            rendered.prompt
+        );
         assert!(rendered.system.contains("- Billing Overview: What the service does."));
         assert!(rendered.system.contains("At most 1 diagram"), "{}", rendered.system);
     }
@@ -706,9 +779,17 @@ mod tests {
     }
 
     #[test]
-    fn a_word_is_found_on_its_line_only_as_a_whole_word() {
-        let source = "a\n{{ pages_count }}\n{{ page }}\n";
+    fn a_word_is_found_on_its_line_only_as_a_whole_word_inside_a_tag() {
+        let source = "a page\n{{ pages_count }}\n{% if x %}{{ page }}{% endif %}\n";
         assert_eq!(line_of_word(source, "page"), Some(3));
         assert_eq!(line_of_word(source, "missing"), None);
+    }
+
+    #[test]
+    fn names_set_anywhere_are_the_templates_own() {
+        let names = assigned_names(
+            "{% if a %}{% set intro = 1 %}{% else %}{%- set intro %}x{% endset %}{% endif %}{% set n2 = 2 %}",
+        );
+        assert_eq!(names.into_iter().collect::<Vec<_>>(), ["intro", "n2"]);
     }
 }

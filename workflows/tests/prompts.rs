@@ -92,3 +92,24 @@ fn a_template_without_its_two_blocks_is_refused() {
     assert!(error.file.ends_with("ask.j2"));
     assert!(error.message.contains("block system"), "{error}");
 }
+
+#[test]
+fn a_variable_behind_a_filter_is_named_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    write(dir.path(), "writer.j2", &WRITER.replace("page.title", "page.titel | upper"));
+    let error = only_error(dir.path());
+    assert_eq!(error.variable.as_deref(), Some("page.titel"), "{error}");
+    assert_eq!(error.line, Some(5));
+}
+
+#[test]
+fn a_name_set_in_either_branch_is_accepted() {
+    let dir = tempfile::tempdir().unwrap();
+    let branches = WRITER.replace(
+        "Page: {{ page.title }}",
+        "{% if page.sections %}{% set intro = \"Sections\" %}{% else %}{% set intro = \"None\" %}{% endif %}{{ intro }}: {{ page.title }}",
+    );
+    write(dir.path(), "writer.j2", &branches);
+    let prompts = Prompts::load(Some(dir.path())).unwrap();
+    assert_eq!(prompts.writer(&WriterContext::sample()).unwrap().prompt, "Sections: Invoices");
+}
