@@ -49,6 +49,11 @@ pub struct Config {
     pub llm: isocrates_providers::LlmConfig,
     /// `PROMPTS_DIR`: a folder of templates that replace the built-in ones.
     pub prompts_dir: Option<PathBuf>,
+    /// `REPOS_DIR`, `ALLOWED_GIT_HOSTS`, `ALLOW_LOCAL_REPOS`, `GITHUB_TOKEN`,
+    /// `MAX_REPO_BYTES` and `MAX_FILE_BYTES`: where repositories come from.
+    pub git: isocrates_workflows::git::GitConfig,
+    /// `MAX_PAGES`: the most pages a repository's wiki gets (16 by default).
+    pub max_pages: usize,
 }
 
 /// The default of `WORKERS`.
@@ -78,6 +83,16 @@ fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, String> {
         Some("true" | "1" | "yes" | "on") => Ok(true),
         Some("false" | "0" | "no" | "off") => Ok(false),
         Some(other) => Err(format!("{name} must be true or false (got \"{other}\")")),
+    }
+}
+
+/// A size in bytes, at least 1024.
+fn bytes(vars: &Vars, name: &str, default: u64) -> Result<u64, String> {
+    match get(vars, name) {
+        None => Ok(default),
+        Some(v) => v.parse::<u64>().ok().filter(|&n| n >= 1024).ok_or_else(|| {
+            format!("{name} must be a number of bytes, at least 1024 (got \"{v}\")")
+        }),
     }
 }
 
@@ -157,6 +172,32 @@ impl Config {
                 ));
             }
         };
+        let mut git =
+            isocrates_workflows::git::GitConfig::new(get(vars, "REPOS_DIR").unwrap_or("repos"));
+        if let Some(hosts) = get(vars, "ALLOWED_GIT_HOSTS") {
+            git.allowed_hosts = hosts
+                .split(',')
+                .map(|h| h.trim().to_ascii_lowercase())
+                .filter(|h| !h.is_empty())
+                .collect();
+            if git.allowed_hosts.iter().any(|h| h == "*" || h.contains('/')) {
+                return Err(format!(
+                    "ALLOWED_GIT_HOSTS must list host names such as github.com,git.example.com (got \"{hosts}\")"
+                ));
+            }
+        }
+        git.allow_local = flag(vars, "ALLOW_LOCAL_REPOS", false)?;
+        git.github_token = secret(vars, "GITHUB_TOKEN")?;
+        git.max_repo_bytes = bytes(vars, "MAX_REPO_BYTES", git.max_repo_bytes)?;
+        git.max_file_bytes = bytes(vars, "MAX_FILE_BYTES", git.max_file_bytes)?;
+        let max_pages = match get(vars, "MAX_PAGES") {
+            None => 16,
+            Some(v) => {
+                v.parse::<usize>().ok().filter(|n| (1..=200).contains(n)).ok_or_else(|| {
+                    format!("MAX_PAGES must be a number from 1 to 200 (got \"{v}\")")
+                })?
+            }
+        };
         let config = Config {
             database_url,
             host: get(vars, "HOST").unwrap_or("127.0.0.1").to_string(),
@@ -171,6 +212,8 @@ impl Config {
             workers,
             llm: isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?,
             prompts_dir,
+            git,
+            max_pages,
         };
         config.check_production()?;
         Ok(config)
@@ -245,6 +288,10 @@ mod tests {
             ("WORKERS", "-1"),
             ("LLM_PROVIDER", "gemini"),
             ("PROMPTS_DIR", "/no/such/folder"),
+            ("ALLOWED_GIT_HOSTS", "*"),
+            ("ALLOW_LOCAL_REPOS", "sometimes"),
+            ("MAX_REPO_BYTES", "a lot"),
+            ("MAX_PAGES", "0"),
             ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -6,13 +6,15 @@ mod jobs;
 mod prompts;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use isocrates_api::{ApiConfig, AppState};
 use isocrates_engine::Engine;
 use isocrates_storage::Storage;
-use isocrates_workflows::docgen;
+use isocrates_workflows::pipeline::{self, Docgen, Models, Settings};
+use isocrates_workflows::prompts::Prompts;
 use secrecy::SecretString;
 use tracing_subscriber::EnvFilter;
 
@@ -156,7 +158,8 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Serve => serve(config).await,
         Command::Worker => worker(config).await,
         Command::Jobs { command } => {
-            let (storage, engine) = open_engine(&config).await?;
+            // These commands steer runs and execute no step: the built-in prompts do.
+            let (storage, engine) = open_engine(&config, Prompts::built_in()).await?;
             let result = jobs::run(&engine, command).await;
             storage.close().await;
             result
@@ -164,7 +167,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Providers { command: ProvidersCommand::Check } => check_providers(&config).await,
         Command::Prompts { command } => prompts::run(command, &config),
         Command::Migrate => {
-            let (storage, _engine) = open_engine(&config).await?;
+            let (storage, _engine) = open_engine(&config, Prompts::built_in()).await?;
             storage.close().await;
             Ok(())
         }
@@ -179,10 +182,28 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
 }
 
 /// The database with every migration applied, and the engine over it with the
-/// documentation workflow.
-async fn open_engine(config: &Config) -> anyhow::Result<(Storage, Engine)> {
+/// documentation workflow, its models and its prompts.
+async fn open_engine(config: &Config, prompts: Prompts) -> anyhow::Result<(Storage, Engine)> {
     let storage = open_storage(config).await?;
-    let engine = Engine::new(storage.db().clone(), vec![docgen::workflow()])
+    let model = |tier| -> anyhow::Result<Option<Arc<isocrates_providers::Llm>>> {
+        Ok(isocrates_providers::build(tier, &config.llm).map_err(anyhow::Error::msg)?.map(Arc::new))
+    };
+    let docgen = Docgen {
+        storage: storage.clone(),
+        git: config.git.clone(),
+        models: Models {
+            provider: config.llm.writer.kind.as_str().to_string(),
+            planner: model(&config.llm.planner)?,
+            writer: model(&config.llm.writer)?,
+        },
+        prompts: Arc::new(prompts),
+        settings: Settings {
+            max_pages: config.max_pages,
+            write_concurrency: config.llm.max_concurrency,
+            ..Settings::default()
+        },
+    };
+    let engine = Engine::new(storage.db().clone(), vec![pipeline::workflow(Arc::new(docgen))])
         .await
         .context("preparing the job queue's tables")?;
     Ok((storage, engine))
@@ -208,8 +229,8 @@ async fn worker(config: Config) -> anyhow::Result<()> {
         anyhow::bail!("WORKERS=0 leaves isocrates worker nothing to run: set WORKERS to 1 or more");
     }
     log_models(&config);
-    prompts::load(&config)?;
-    let (storage, engine) = open_engine(&config).await?;
+    let prompts = prompts::load(&config)?;
+    let (storage, engine) = open_engine(&config, prompts).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = spawn_worker(&engine, config.workers, stopped);
     tracing::info!(
@@ -254,8 +275,8 @@ fn log_models(config: &Config) {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     log_models(&config);
-    prompts::load(&config)?;
-    let (storage, engine) = open_engine(&config).await?;
+    let prompts = prompts::load(&config)?;
+    let (storage, engine) = open_engine(&config, prompts).await?;
     let api_config = ApiConfig {
         auth_enabled: config.auth_enabled,
         public_read: config.public_read,

@@ -19,8 +19,37 @@ fn isocrates(dir: &Path, db_url: &str) -> Command {
         .env_clear()
         .env("DATABASE_URL", db_url)
         .env("JWT_SECRET_KEY", SECRET)
-        .env("LOG_LEVEL", "info");
+        .env("LOG_LEVEL", "info")
+        // github.com is refused, so a job for it fails at once and for good; local
+        // repositories made by the tests are documented.
+        .env("ALLOWED_GIT_HOSTS", "gitlab.com")
+        .env("ALLOW_LOCAL_REPOS", "true");
     cmd
+}
+
+/// A git repository with a README and one Rust file; returns its path.
+fn small_repository(dir: &Path) -> String {
+    let git = |args: &[&str]| {
+        let status = Command::new("git")
+            .current_dir(dir)
+            .args(args)
+            .env("GIT_AUTHOR_NAME", "Test")
+            .env("GIT_AUTHOR_EMAIL", "test@example.com")
+            .env("GIT_COMMITTER_NAME", "Test")
+            .env("GIT_COMMITTER_EMAIL", "test@example.com")
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "git {args:?}");
+    };
+    git(&["init", "-q", "-b", "main"]);
+    std::fs::write(dir.join("README.md"), "# Tiny\n\nA tiny crate.\n").unwrap();
+    std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"tiny\"\n").unwrap();
+    std::fs::create_dir_all(dir.join("src")).unwrap();
+    std::fs::write(dir.join("src/lib.rs"), "/// Adds one.\npub fn inc(x: u32) -> u32 { x + 1 }\n")
+        .unwrap();
+    git(&["add", "."]);
+    git(&["commit", "-q", "-m", "tiny"]);
+    dir.to_str().unwrap().to_string()
 }
 
 fn free_port() -> u16 {
@@ -225,10 +254,10 @@ on_both_backends! {
             let (status, job) = server.call("POST", "/api/jobs", Some(&admin), Some(json!({"repo_url": "https://github.com/acme/widgets"})));
             assert_eq!(status, 201, "{job}");
             let id = job["id"].as_str().unwrap().to_string();
-            // This build's documentation steps are not there yet: the embedded worker runs
-            // the job, which fails at once with a message that says so.
+            // github.com is not an allowed host here: the embedded worker runs the job, which
+            // fails at once with a message that says so.
             let failed = wait_for_status(&server, &admin, &id, "failed");
-            assert!(failed["error_message"].as_str().unwrap().contains("cannot generate documentation"), "{failed}");
+            assert!(failed["error_message"].as_str().unwrap().contains("ALLOWED_GIT_HOSTS"), "{failed}");
             let (_, health) = server.call("GET", "/health", None, None);
             assert!(health["workers"].as_u64().unwrap() >= 1, "{health}");
             assert_eq!(health["queue"]["failed"], 1);
@@ -242,7 +271,7 @@ on_both_backends! {
             let show = jobs(&["show", &id]);
             assert!(show.status.success(), "{}", stderr(&show));
             let text = stdout(&show);
-            assert!(text.contains("clone") && text.contains("publish") && text.contains("cannot generate documentation"), "{text}");
+            assert!(text.contains("clone") && text.contains("publish") && text.contains("ALLOWED_GIT_HOSTS"), "{text}");
             let as_json: Value = serde_json::from_slice(&jobs(&["show", &id, "--json"]).stdout).unwrap();
             assert_eq!(as_json["id"], id.as_str());
             assert_eq!(as_json["steps"][0]["attempts"], 1);
@@ -265,6 +294,15 @@ on_both_backends! {
             let again = wait_for_status(&server, &admin, &id, "failed");
             assert_eq!(again["retry_count"], 1);
             assert_eq!(again["steps"][0]["attempts"], 2);
+
+            // A repository it may read is documented by the same worker.
+            let origin = tempfile::tempdir().unwrap();
+            let repo = small_repository(origin.path());
+            let (status, job) = server.call("POST", "/api/jobs", Some(&admin), Some(json!({"repo_url": repo})));
+            assert_eq!(status, 201, "{job}");
+            let done = wait_for_status(&server, &admin, job["id"].as_str().unwrap(), "completed");
+            assert!(done["documents_written"].as_u64().unwrap() >= 3, "{done}");
+            assert!(done["commit_sha"].as_str().is_some_and(|c| c.len() == 40), "{done}");
         })
         .await
         .unwrap();
@@ -313,7 +351,7 @@ on_both_backends! {
             let failures = of_run("run failed");
             assert_eq!(failures.len(), 1, "{log}");
             assert_eq!(failures[0]["level"], "ERROR");
-            assert!(failures[0]["error"].as_str().unwrap().contains("cannot generate documentation"));
+            assert!(failures[0]["error"].as_str().unwrap().contains("ALLOWED_GIT_HOSTS"));
             assert!(!log.contains(SECRET), "no secret in the logs");
 
             let refused = isocrates(&dir_path, &url).env("WORKERS", "0").arg("worker").output().unwrap();

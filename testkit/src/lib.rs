@@ -6,6 +6,7 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it is down the PostgreSQL tests
 //! fail, saying how to start it; they are never skipped.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -14,6 +15,9 @@ use http_body_util::BodyExt;
 use isocrates_api::{ApiConfig, AppState};
 use isocrates_engine::Engine;
 use isocrates_storage::Storage;
+use isocrates_workflows::git::GitConfig;
+use isocrates_workflows::pipeline::{Docgen, Models, Settings};
+use isocrates_workflows::prompts::Prompts;
 use serde_json::Value;
 use sqlx::Connection;
 use tower::ServiceExt;
@@ -154,6 +158,19 @@ pub struct TestApp {
     /// The workflow engine behind its jobs.
     pub engine: Engine,
     service: isocrates_api::AppService,
+    _repos: tempfile::TempDir,
+}
+
+/// The documentation workflow for tests, over `storage`: the static provider, the built-in
+/// prompts, local repositories allowed, clones under `repos`.
+pub fn test_docgen(storage: &Storage, repos: &std::path::Path) -> Docgen {
+    Docgen {
+        storage: storage.clone(),
+        git: GitConfig { allow_local: true, ..GitConfig::new(repos) },
+        models: Models { provider: "static".into(), planner: None, writer: None },
+        prompts: Arc::new(Prompts::built_in()),
+        settings: Settings::default(),
+    }
 }
 
 /// One answer of the API.
@@ -175,7 +192,12 @@ impl TestApp {
 
     /// The API over `db` with a configuration adjusted by `adjust`.
     pub async fn with_config(db: TestDb, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
-        TestApp::with_workflows(db, vec![isocrates_workflows::docgen::workflow()], adjust).await
+        let repos = tempfile::tempdir().expect("a folder for clones");
+        let docgen = test_docgen(&db.storage, repos.path());
+        let workflows = vec![isocrates_workflows::pipeline::workflow(Arc::new(docgen))];
+        let mut app = TestApp::with_workflows(db, workflows, adjust).await;
+        app._repos = repos;
+        app
     }
 
     /// The API over `db` whose engine runs `workflows` (a test's own `docgen`, say), with a
@@ -196,7 +218,8 @@ impl TestApp {
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
         let state =
             AppState::new(db.storage.clone(), engine.clone(), config).expect("test app state");
-        TestApp { db, engine, service: isocrates_api::app(state) }
+        let repos = tempfile::tempdir().expect("a folder for clones");
+        TestApp { db, engine, service: isocrates_api::app(state), _repos: repos }
     }
 
     /// Sends a request; `body` is sent as JSON when given.

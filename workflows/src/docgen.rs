@@ -1,10 +1,8 @@
 //! What a documentation run is to the engine: its input, the keys that deduplicate and
-//! serialise runs of one repository, the facts an operator reads off a run (commit, pages
-//! written), and the workflow with its steps.
+//! serialise runs of one repository, and the facts an operator reads off a run (commit,
+//! pages written). The steps themselves are in [`crate::pipeline`].
 
-use isocrates_engine::{
-    Engine, NewRun, Run, RunFilter, RunStatus, StepContext, StepError, StepOutcome, Workflow,
-};
+use isocrates_engine::{Engine, NewRun, Run, RunFilter, RunStatus};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -215,24 +213,6 @@ pub async fn facts(
             facts
         })
         .collect())
-}
-
-/// The documentation workflow.
-///
-/// FIXME: the steps themselves (clone with gix, analyze with tree-sitter, plan, write and
-/// link, the two version-priority checks, publish) are not built yet; until they are, every
-/// run fails at `clone` with a message that says so. Each step of DESIGN.md's table
-/// replaces one of these bodies.
-pub fn workflow() -> Workflow {
-    STEPS.iter().fold(Workflow::new(WORKFLOW), |workflow, &name| workflow.step(name, not_built))
-}
-
-async fn not_built(ctx: StepContext) -> Result<StepOutcome, StepError> {
-    let repo = ctx.input["repo_url"].as_str().unwrap_or("the repository");
-    Err(StepError::permanent(format!(
-        "this build of IsoCrates cannot generate documentation yet (asked for {repo}): \
-         the steps of the documentation workflow are not part of it"
-    )))
 }
 
 #[cfg(test)]

@@ -10,6 +10,7 @@
 pub mod analyze;
 pub mod docgen;
 pub mod git;
+pub mod pipeline;
 pub mod prompts;
 
 pub use isocrates_engine::RunStatus;

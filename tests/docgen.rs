@@ -1,0 +1,581 @@
+//! The documentation workflow end to end, on a real git repository made here (about fifty
+//! files in five languages), through a real worker over apalis, against a local server
+//! that speaks OpenAI's chat completions (or no model at all), on SQLite and PostgreSQL.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use isocrates_engine::{Engine, Run, RunStatus};
+use isocrates_storage::Storage;
+use isocrates_storage::documents::{
+    Author, AuthorType, ContentUpdate, Document, ListFilter, ReadScope,
+};
+use isocrates_storage::links::{parse_wikilinks, title_key};
+use isocrates_testkit::{on_both_backends, test_docgen};
+use isocrates_workflows::docgen::{DocgenInput, Trigger};
+use isocrates_workflows::pipeline::{self, Docgen, Models};
+use secrecy::SecretString;
+use serde_json::{Value, json};
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}
+
+fn write(dir: &Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+/// A repository of about fifty files: a Rust workspace of two crates, a Python package, a
+/// TypeScript web app, a Go service and a Java library, with a README and the files a
+/// real repository carries that are not documentation's business (a lock file, vendored
+/// code, an image).
+fn shop(dir: &Path) -> String {
+    git(dir, &["init", "-q", "-b", "main"]);
+    write(
+        dir,
+        "README.md",
+        "# Shop\n\nSells widgets online.\n\n## Getting started\n\nRun `cargo build` and `npm start`.\n",
+    );
+    write(dir, "Cargo.toml", "[workspace]\nmembers = [\"core\", \"cli\"]\n");
+    write(dir, "Cargo.lock", "# generated\n");
+    write(
+        dir,
+        "core/Cargo.toml",
+        "[package]\nname = \"shop-core\"\ndescription = \"Carts, prices and orders.\"\n",
+    );
+    write(
+        dir,
+        "core/src/lib.rs",
+        "//! The shop's core.\npub mod cart;\npub mod price;\npub mod order;\n",
+    );
+    for (name, ty) in [("cart", "Cart"), ("price", "Price"), ("order", "Order")] {
+        write(
+            dir,
+            &format!("core/src/{name}.rs"),
+            &format!(
+                "/// A {name}.\npub struct {ty} {{\n    pub id: u64,\n}}\n\nimpl {ty} {{\n    /// Makes one.\n    pub fn new(id: u64) -> {ty} {{ {ty} {{ id }} }}\n}}\n"
+            ),
+        );
+    }
+    for i in 0..6 {
+        write(
+            dir,
+            &format!("core/src/rules/rule{i}.rs"),
+            &format!("/// Rule {i}.\npub fn rule{i}(total: u64) -> u64 {{ total + {i} }}\n"),
+        );
+    }
+    write(dir, "cli/Cargo.toml", "[package]\nname = \"shop-cli\"\n");
+    write(
+        dir,
+        "cli/src/main.rs",
+        "use shop_core::cart::Cart;\n\nfn main() {\n    let _ = Cart::new(1);\n}\n",
+    );
+    write(dir, "cli/src/args.rs", "/// Command-line arguments.\npub struct Args;\n");
+    write(
+        dir,
+        "tools/pyproject.toml",
+        "[project]\nname = \"shop-tools\"\ndescription = \"Reports on sales.\"\n",
+    );
+    write(dir, "tools/reports/__init__.py", "");
+    for i in 0..6 {
+        write(
+            dir,
+            &format!("tools/reports/report{i}.py"),
+            &format!("def report{i}(rows):\n    \"\"\"Report {i}.\"\"\"\n    return len(rows)\n"),
+        );
+    }
+    write(
+        dir,
+        "tools/main.py",
+        "from reports.report0 import report0\n\nif __name__ == \"__main__\":\n    report0([])\n",
+    );
+    write(
+        dir,
+        "web/package.json",
+        r#"{"name": "shop-web", "description": "The storefront.", "main": "src/index.ts"}"#,
+    );
+    write(
+        dir,
+        "web/src/index.ts",
+        "import { api } from './api';\nexport const start = () => api('/');\n",
+    );
+    write(
+        dir,
+        "web/src/api.ts",
+        "/** Calls the shop's API. */\nexport function api(path: string) { return fetch(path); }\n",
+    );
+    for i in 0..6 {
+        write(
+            dir,
+            &format!("web/src/components/Widget{i}.tsx"),
+            &format!("export const Widget{i} = () => <div>{i}</div>;\n"),
+        );
+    }
+    write(dir, "web/node_modules/left-pad/index.js", "module.exports = () => 1;\n");
+    write(dir, "svc/go.mod", "module example.com/shop/svc\n\ngo 1.22\n");
+    write(
+        dir,
+        "svc/main.go",
+        "package main\n\nimport \"example.com/shop/svc/store\"\n\nfunc main() { store.Open() }\n",
+    );
+    for i in 0..5 {
+        write(
+            dir,
+            &format!("svc/store/store{i}.go"),
+            &format!("package store\n\n// Open{i} opens store {i}.\nfunc Open{i}() {{}}\n"),
+        );
+    }
+    write(dir, "svc/store/open.go", "package store\n\n// Open opens the store.\nfunc Open() {}\n");
+    write(
+        dir,
+        "lib/pom.xml",
+        "<project><artifactId>shop-lib</artifactId><description>Shared Java code.</description></project>",
+    );
+    for i in 0..4 {
+        write(
+            dir,
+            &format!("lib/src/main/java/com/shop/Util{i}.java"),
+            &format!(
+                "package com.shop;\n\n/** Util {i}. */\npublic class Util{i} {{\n    public static int twice(int x) {{ return x * 2; }}\n}}\n"
+            ),
+        );
+    }
+    std::fs::write(dir.join("logo.png"), [0x89, b'P', b'N', b'G', 0, 0, 1, 2]).unwrap();
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "the shop"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
+/// What the model server was asked, by kind.
+#[derive(Default)]
+struct Calls {
+    planner: AtomicUsize,
+    writer: AtomicUsize,
+    /// The page each writer call was for.
+    pages: Mutex<Vec<String>>,
+}
+
+impl Calls {
+    fn planner(&self) -> usize {
+        self.planner.load(Ordering::SeqCst)
+    }
+    fn writer(&self) -> usize {
+        self.writer.load(Ordering::SeqCst)
+    }
+}
+
+/// How the planner answers.
+#[derive(Clone, Copy, PartialEq)]
+enum Planner {
+    /// With a plan of the shop's modules.
+    Plan,
+    /// With prose, every time.
+    Garbage,
+}
+
+/// A local server speaking OpenAI's chat completions: the planner gets a plan of the shop,
+/// a writer a page that links to two planned titles and one that does not exist.
+async fn model_server(planner: Planner) -> (String, Arc<Calls>) {
+    let calls = Arc::new(Calls::default());
+    let seen = calls.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |body: axum::Json<Value>| {
+            let calls = seen.clone();
+            async move {
+                let system = body["messages"][0]["content"].as_str().unwrap_or_default().to_string();
+                let prompt = body["messages"][1]["content"].as_str().unwrap_or_default().to_string();
+                let text = if system.contains("editor of a technical wiki") {
+                    calls.planner.fetch_add(1, Ordering::SeqCst);
+                    match planner {
+                        Planner::Plan => plan_answer(),
+                        Planner::Garbage => "I think the wiki should be lovely.".to_string(),
+                    }
+                } else {
+                    calls.writer.fetch_add(1, Ordering::SeqCst);
+                    let page = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ").to_string();
+                    calls.pages.lock().unwrap().push(page.clone());
+                    page_answer(&system, &page)
+                };
+                axum::Json(json!({
+                    "id": "chatcmpl-test",
+                    "object": "chat.completion",
+                    "created": 1,
+                    "model": "test-model",
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 100, "completion_tokens": 40},
+                }))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    (url, calls)
+}
+
+fn plan_answer() -> String {
+    let page = |title: &str, doc_type: &str, path: &str, files: &[&str], links: &[&str]| {
+        json!({
+            "title": title, "doc_type": doc_type, "path": path,
+            "description": format!("About {title}."), "sections": ["Purpose"],
+            "source_files": files, "links_out": links,
+        })
+    };
+    let plan = json!({
+        "summary": "An online shop.",
+        "pages": [
+            page("Shop Overview", "overview", "", &["README.md", "Cargo.toml"], &["Core Library", "Storefront"]),
+            page("Core Library", "module", "modules", &["core/src/lib.rs", "core/src/cart.rs", "core/src/price.rs"], &["Shop Overview"]),
+            page("Command Line", "module", "modules", &["cli/src/main.rs", "cli/src/args.rs"], &["Core Library"]),
+            page("Sales Reports", "module", "modules", &["tools/main.py", "tools/reports/report0.py"], &[]),
+            page("Storefront", "module", "modules", &["web/src/index.ts", "web/src/api.ts"], &[]),
+            page("Store Service", "module", "modules", &["svc/main.go", "svc/store/open.go"], &[]),
+            page("Java Utilities", "module", "modules", &["lib/src/main/java/com/shop/Util0.java", "no/such/File.java"], &[]),
+        ],
+    });
+    format!("Here is the plan:\n```json\n{plan}\n```")
+}
+
+/// A page body: a wikilink to the first two titles the writer may use, one to a page that
+/// does not exist, and a diagram.
+fn page_answer(system: &str, page: &str) -> String {
+    let titles: Vec<&str> = system
+        .lines()
+        .skip_while(|l| !l.contains("Only these titles exist"))
+        .skip(1)
+        .take_while(|l| l.starts_with("- "))
+        .map(|l| l.trim_start_matches("- ").split(':').next().unwrap_or_default())
+        .collect();
+    let links: Vec<String> = titles.iter().take(2).map(|t| format!("[[{t}]]")).collect();
+    format!(
+        "# {page}\n\n{page} explains its part of the shop. See {} and [[Imaginary Page]].\n\n```mermaid\nflowchart LR\n    a[\"{page}\"] --> b[Shop]\n```\n",
+        links.join(" and ")
+    )
+}
+
+fn docgen_with_model(storage: &Storage, repos: &Path, url: &str) -> Docgen {
+    let vars: std::collections::HashMap<String, String> = [
+        ("LLM_PROVIDER", "openai-compatible"),
+        ("LLM_BASE_URL", url),
+        ("LLM_MODEL", "test-model"),
+        ("LLM_PRICES", "test-model=1/2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let secrets = vars.clone();
+    let config = isocrates_providers::config::from_vars(&vars, move |n| {
+        Ok(secrets.get(n).cloned().map(SecretString::from))
+    })
+    .unwrap();
+    let model = |tier| isocrates_providers::build(tier, &config).unwrap().map(Arc::new);
+    Docgen {
+        models: Models {
+            provider: "openai-compatible".into(),
+            planner: model(&config.planner),
+            writer: model(&config.writer),
+        },
+        ..test_docgen(storage, repos)
+    }
+}
+
+/// An engine running the documentation workflow over `docgen`, with a worker.
+struct Harness {
+    engine: Engine,
+    storage: Storage,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+impl Harness {
+    async fn start(docgen: Docgen) -> Harness {
+        let storage = docgen.storage.clone();
+        let engine = Engine::new(storage.db().clone(), vec![pipeline::workflow(Arc::new(docgen))])
+            .await
+            .unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = engine.worker("docgen-test", 2).heartbeat(Duration::from_secs(2));
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+        Harness { engine, storage, stop: Some(stop) }
+    }
+
+    /// Runs the workflow on `repo` to its end.
+    async fn run(&self, repo: &str, force: bool) -> Run {
+        let input = DocgenInput {
+            repo_url: repo.to_string(),
+            commit_sha: None,
+            force,
+            changed_paths: None,
+        };
+        let run = self.engine.submit(input.into_run(Trigger::Manual)).await.unwrap().run;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.engine.run(&run.id).await.unwrap();
+            if !matches!(now.status, RunStatus::Queued | RunStatus::Running) {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "run stuck at {:?}", now.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn pages(&self, repo: &str) -> Vec<Document> {
+        let filter = ListFilter {
+            skip: 0,
+            limit: 1000,
+            path_prefix: None,
+            repo_url: Some(repo.to_string()),
+            scope: ReadScope::All,
+        };
+        self.storage.documents(&filter).await.unwrap()
+    }
+
+    async fn publish_output(&self, run: &Run) -> Value {
+        self.engine
+            .checkpoints(std::slice::from_ref(run), "publish")
+            .await
+            .unwrap()
+            .remove(&run.id)
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Harness {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+/// Every page's wikilinks resolve to another page of the wiki, and its sources exist.
+fn assert_linked_wiki(pages: &[Document], repo: &Path) {
+    let titles: BTreeSet<String> = pages.iter().map(|p| title_key(&p.title)).collect();
+    for page in pages {
+        for link in parse_wikilinks(&page.content) {
+            assert!(
+                titles.contains(&title_key(&link.target)),
+                "{}: [[{}]] leads nowhere",
+                page.title,
+                link.target
+            );
+        }
+        assert!(page.content.contains("## Sources"), "{}", page.title);
+        let sources: Vec<&str> =
+            page.content.lines().filter_map(|l| l.strip_prefix("| `")?.split('`').next()).collect();
+        assert!(!sources.is_empty(), "{} names its sources", page.title);
+        for source in sources {
+            assert!(
+                repo.join(source).is_file(),
+                "{}: {source} is not in the repository",
+                page.title
+            );
+        }
+    }
+}
+
+on_both_backends! {
+    async fn a_run_against_a_model_publishes_a_linked_wiki_with_provenance(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let head = shop(origin.path());
+        let (url, calls) = model_server(Planner::Plan).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+
+        let run = harness.run(repo, false).await;
+        assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+        let pages = harness.pages(repo).await;
+        let titles: BTreeSet<&str> = pages.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles.len(), 7, "{titles:?}");
+        assert_eq!(calls.planner(), 1);
+        assert_eq!(calls.writer(), 7, "one writer call per page");
+        assert_linked_wiki(&pages, origin.path());
+        let core = pages.iter().find(|p| p.title == "Core Library").unwrap();
+        assert!(core.content.contains("and Imaginary Page."), "an unknown link is plain text: {}", core.content);
+        assert!(core.content.contains("```mermaid"), "a diagram that parses stays");
+        assert_eq!(core.path, format!("{}/modules", repo.rsplit('/').next().unwrap()));
+
+        for page in &pages {
+            let version = &harness.storage.versions(&page.id, 0, 1).await.unwrap()[0];
+            assert_eq!(version.author_type, "ai");
+            let meta = version.author_metadata.as_ref().unwrap();
+            assert_eq!(meta["repo_commit_sha"], head.as_str(), "{}", page.title);
+            assert_eq!(meta["run_id"], run.id.as_str());
+            assert_eq!(meta["writer_model"], "test-model");
+            assert_eq!(meta["tokens_in"], 100);
+            let hashes = meta["source_hashes"].as_object().unwrap();
+            assert!(!hashes.is_empty() && hashes.values().all(|h| h.as_str().unwrap().len() == 16));
+        }
+        let java = pages.iter().find(|p| p.title == "Java Utilities").unwrap();
+        assert!(!java.content.contains("no/such/File.java"), "a file the repository lacks is dropped");
+        assert_eq!(run.usage.tokens_in, 800, "one planner call and seven pages");
+        assert_eq!(run.usage.tokens_out, 320);
+        let published = harness.publish_output(&run).await;
+        assert_eq!(published["documents_written"], 7);
+        assert_eq!(published["planned_by"], "planner");
+    }
+
+    async fn the_same_commit_again_costs_nothing_and_a_changed_file_rewrites_only_its_pages(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, calls) = model_server(Planner::Plan).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
+        let (planned, written) = (calls.planner(), calls.writer());
+
+        let again = harness.run(repo, false).await;
+        assert_eq!(again.status, RunStatus::Skipped, "{:?}", again.error);
+        assert!(again.error.as_deref().unwrap_or_default().contains("already published"), "{:?}", again.error);
+        assert_eq!((calls.planner(), calls.writer()), (planned, written), "no model call");
+        assert_eq!(again.usage.tokens_in, 0);
+
+        // core/src/cart.rs is a source of "Core Library" only.
+        write(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
+        git(origin.path(), &["commit", "-q", "-am", "totals"]);
+        calls.pages.lock().unwrap().clear();
+        let changed = harness.run(repo, false).await;
+        assert_eq!(changed.status, RunStatus::Completed, "{:?}", changed.error);
+        assert_eq!(calls.planner(), planned, "the published pages are the plan");
+        assert_eq!(calls.pages.lock().unwrap().clone(), ["Core Library (module)."]);
+        let published = harness.publish_output(&changed).await;
+        assert_eq!((published["documents_written"].as_u64(), published["documents_skipped"].as_u64()), (Some(1), Some(6)));
+
+        // A change to no page's source is skipped before any model call.
+        write(origin.path(), "tools/reports/report5.py", "def report5(rows):\n    return 5\n");
+        git(origin.path(), &["commit", "-q", "-am", "report five"]);
+        let untouched = harness.run(repo, false).await;
+        assert_eq!(untouched.status, RunStatus::Skipped);
+        assert!(untouched.error.as_deref().unwrap_or_default().contains("no source file of a published page"));
+        assert_eq!(calls.writer(), written + 1);
+    }
+
+    async fn a_page_a_person_edited_survives_the_next_run(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, _calls) = model_server(Planner::Plan).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
+        let core = harness.pages(repo).await.into_iter().find(|p| p.title == "Core Library").unwrap();
+        let human = "# Core Library\n\nWritten by a person who knows better.\n";
+        harness
+            .storage
+            .update_content(&core.id, ContentUpdate {
+                content: human.into(),
+                description: None,
+                author: Author { author_type: AuthorType::Human, metadata: Some(json!({"source": "web"})) },
+                expected_version: None,
+            })
+            .await
+            .unwrap();
+
+        let forced = harness.run(repo, true).await;
+        assert_eq!(forced.status, RunStatus::Completed, "{:?}", forced.error);
+        let after = harness.storage.document(&core.id).await.unwrap().unwrap();
+        assert_eq!(after.content, human, "the person's text stays");
+        let published = harness.publish_output(&forced).await;
+        assert_eq!(published["kept_for_people"], json!(["Core Library"]));
+        assert_eq!(published["documents_written"], 6);
+    }
+
+    async fn without_a_model_the_analysis_alone_makes_a_linked_wiki(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let harness = Harness::start(test_docgen(&db.storage, repos.path())).await;
+        let repo = origin.path().to_str().unwrap();
+        let run = harness.run(repo, false).await;
+        assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+        let pages = harness.pages(repo).await;
+        assert_linked_wiki(&pages, origin.path());
+        let by_title: BTreeMap<&str, &Document> = pages.iter().map(|p| (p.title.as_str(), p)).collect();
+        let name = repo_title(repo);
+        let overview = by_title[format!("{name} Overview").as_str()];
+        assert!(overview.content.contains("Sells widgets online."), "{}", overview.content);
+        assert!(overview.content.contains("[[shop-core]]"), "{}", overview.content);
+        let architecture = by_title[format!("{name} Architecture").as_str()];
+        assert!(architecture.content.contains("```mermaid\nflowchart LR"), "{}", architecture.content);
+        let core = by_title["shop-core"];
+        assert!(core.content.contains("`Cart::new`") && core.content.contains("Makes one."), "{}", core.content);
+        assert!(by_title.contains_key("shop-web") && by_title.contains_key("svc") && by_title.contains_key("shop-lib"), "{:?}", by_title.keys());
+        assert!(pages.iter().all(|p| !p.content.contains("left-pad")), "vendored code is left out");
+        assert_eq!(run.usage.tokens_in, 0);
+        let version = &harness.storage.versions(&overview.id, 0, 1).await.unwrap()[0];
+        assert_eq!(version.author_metadata.as_ref().unwrap()["model"], "static");
+    }
+
+    async fn bad_input_ends_in_a_clear_state_and_publishes_nothing(db) {
+        let repos = tempfile::tempdir().unwrap();
+        let harness = Harness::start(test_docgen(&db.storage, repos.path())).await;
+        for (repo, says) in [
+            ("https://evil.example/acme/widgets", "ALLOWED_GIT_HOSTS"),
+            ("file:///etc", "only https"),
+            ("/srv/../etc", "without .."),
+            ("/no/such/repository", "no such folder"),
+        ] {
+            let run = harness.run(repo, false).await;
+            assert_eq!(run.status, RunStatus::Failed, "{repo}");
+            assert!(run.error.as_deref().unwrap_or_default().contains(says), "{repo}: {:?}", run.error);
+            assert_eq!(run.attempt, 1, "{repo}: not retried");
+        }
+        let empty = tempfile::tempdir().unwrap();
+        git(empty.path(), &["init", "-q", "-b", "main"]);
+        let run = harness.run(empty.path().to_str().unwrap(), false).await;
+        assert_eq!(run.status, RunStatus::Failed);
+        assert!(run.error.as_deref().unwrap_or_default().contains("no commits"), "{:?}", run.error);
+
+        let binary = tempfile::tempdir().unwrap();
+        git(binary.path(), &["init", "-q", "-b", "main"]);
+        std::fs::write(binary.path().join("photo.jpg"), [0xff, 0xd8, 0, 1]).unwrap();
+        std::fs::write(binary.path().join("blob.bin"), [0, 1, 2, 3]).unwrap();
+        git(binary.path(), &["add", "."]);
+        git(binary.path(), &["commit", "-q", "-m", "binaries"]);
+        let run = harness.run(binary.path().to_str().unwrap(), false).await;
+        assert_eq!(run.status, RunStatus::Skipped);
+        assert!(run.error.as_deref().unwrap_or_default().contains("nothing to document"), "{:?}", run.error);
+        let filter = ListFilter { skip: 0, limit: 10, path_prefix: None, repo_url: None, scope: ReadScope::All };
+        assert!(harness.storage.documents(&filter).await.unwrap().is_empty(), "nothing published");
+    }
+
+    async fn a_planner_that_answers_garbage_every_time_gives_way_to_the_analysis(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, calls) = model_server(Planner::Garbage).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        let run = harness.run(repo, false).await;
+        assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+        assert_eq!(calls.planner(), 3, "asked three times");
+        let published = harness.publish_output(&run).await;
+        assert_eq!(published["planned_by"], "analysis");
+        assert!(published["note"].as_str().unwrap().contains("after 3 tries"), "{published}");
+        let pages = harness.pages(repo).await;
+        assert!(pages.len() >= 5);
+        assert_linked_wiki(&pages, origin.path());
+    }
+}
+
+/// The title a repository's name gets in its pages.
+fn repo_title(repo: &str) -> String {
+    isocrates_workflows::pipeline::plan::display_name(repo.rsplit('/').next().unwrap())
+}

@@ -1,0 +1,905 @@
+//! The steps of a documentation run, each a function of the run's input and the
+//! checkpoints of the steps before it:
+//!
+//! - `clone` fetches the commit and lists its files with their SHA-256;
+//! - `analyze` reads them with tree-sitter ([`crate::analyze`]);
+//! - `check_early` reads the published pages of the repository: a commit already
+//!   published, or a change that touches no page's sources, ends the run `skipped`
+//!   before any model is called;
+//! - `plan` reuses the published pages when nothing asks for a new plan, and otherwise asks
+//!   the planner, falling back to a plan from the analysis;
+//! - `write` writes the pages whose sources changed, one checkpointed item per page, so a
+//!   retried or resumed run pays for no page twice;
+//! - `check_final` keeps every page whose latest version a person wrote;
+//! - `publish` stores the rest as AI versions with their provenance, one item per page,
+//!   and moves to the trash the pages the plan dropped, unless a person edited them.
+//!
+//! Everything the steps need from outside (storage, git settings, models, prompts) is in
+//! [`Docgen`].
+
+pub mod plan;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use futures::StreamExt;
+use isocrates_engine::{StepContext, StepError, StepOutcome, Usage, Workflow};
+use isocrates_providers::json::{JsonError, complete_json};
+use isocrates_providers::{CallError, Llm};
+use isocrates_storage::Storage;
+use isocrates_storage::documents::{Author, AuthorType, ListFilter, NewDocument, ReadScope};
+use isocrates_storage::ids::document_id;
+use isocrates_storage::links::title_key;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::analyze::{Analysis, SourceFile, analyze};
+use crate::docgen::{DocgenInput, WORKFLOW, repo_folder, repo_name};
+use crate::git::{FileEntry, GitConfig, GitError, Snapshot, Source};
+use crate::prompts::{
+    AnalysisFacts, ExistingPage as PromptPage, FileFacts as PromptFile, LanguageCount, ModuleFacts,
+    PageLink, PagePlan, PlannerContext, Prompts, RepositoryFacts, WriterContext,
+};
+use plan::{Blueprint, PlannedBy, PlannedPage};
+
+/// How big a run may make a wiki and how hard it may push the models.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The most pages a plan may have.
+    pub max_pages: usize,
+    /// Pages written at once.
+    pub write_concurrency: usize,
+    /// Answers the planner gets before the plan is built from the analysis.
+    pub planner_tries: u32,
+    /// Tokens of source excerpts a writer call carries.
+    pub excerpt_tokens: usize,
+    /// The most output tokens of a writer call.
+    pub max_page_tokens: u32,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            max_pages: 16,
+            write_concurrency: 4,
+            planner_tries: 3,
+            excerpt_tokens: 12_000,
+            max_page_tokens: 4_000,
+        }
+    }
+}
+
+/// The models of a run: none for the static provider.
+#[derive(Debug, Clone, Default)]
+pub struct Models {
+    /// The provider's name, for provenance (`openai`, `static`, ...).
+    pub provider: String,
+    /// The planner.
+    pub planner: Option<Arc<Llm>>,
+    /// The writer.
+    pub writer: Option<Arc<Llm>>,
+}
+
+/// What the documentation workflow needs from outside.
+#[derive(Debug, Clone)]
+pub struct Docgen {
+    /// Where pages are published.
+    pub storage: Storage,
+    /// Where repositories come from.
+    pub git: GitConfig,
+    /// The models.
+    pub models: Models,
+    /// The prompt templates, checked at start.
+    pub prompts: Arc<Prompts>,
+    /// Sizes and limits.
+    pub settings: Settings,
+}
+
+/// The documentation workflow over `docgen`.
+pub fn workflow(docgen: Arc<Docgen>) -> Workflow {
+    let d = docgen;
+    let (a, b, c, e, f, g, h) =
+        (d.clone(), d.clone(), d.clone(), d.clone(), d.clone(), d.clone(), d);
+    Workflow::new(WORKFLOW)
+        .step("clone", move |ctx| clone_step(a.clone(), ctx))
+        .step("analyze", move |ctx| analyze_step(b.clone(), ctx))
+        .step("check_early", move |ctx| check_early(c.clone(), ctx))
+        .step("plan", move |ctx| plan_step(e.clone(), ctx))
+        .step("write", move |ctx| write_step(f.clone(), ctx))
+        .step("check_final", move |ctx| check_final(g.clone(), ctx))
+        .step("publish", move |ctx| publish(h.clone(), ctx))
+}
+
+/// The checkpoint of `clone`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CloneOutput {
+    /// The commit documented.
+    pub commit_sha: String,
+    /// The repository's default branch, when the server said.
+    pub default_branch: Option<String>,
+    /// Every file of the commit.
+    pub files: Vec<FileEntry>,
+}
+
+/// A page published before, as the checks and the planner see it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Published {
+    /// Its id.
+    pub id: String,
+    /// Its title.
+    pub title: String,
+    /// Its folder below the repository's.
+    pub path: String,
+    /// Its kind.
+    pub doc_type: String,
+    /// Its description.
+    pub description: String,
+    /// Who wrote its latest version: `ai`, `human` or `system`.
+    pub latest_author: String,
+    /// The source files of its latest AI version, with their hashes (16 hex digits).
+    pub source_hashes: BTreeMap<String, String>,
+    /// The commit of its latest AI version.
+    pub commit_sha: Option<String>,
+}
+
+/// The checkpoint of `check_early`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EarlyCheck {
+    /// The repository's published pages.
+    pub published: Vec<Published>,
+    /// The commit of the latest published AI version, if any.
+    pub last_commit: Option<String>,
+    /// The titles of published pages whose sources changed.
+    pub stale: Vec<String>,
+}
+
+/// One written page, as the `write` step records it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WrittenPage {
+    /// Its title.
+    pub title: String,
+    /// Its markdown, with its sources table.
+    pub content: String,
+    /// The model that wrote it; `static` for the analysis.
+    pub model: String,
+    /// Tokens sent.
+    pub tokens_in: u64,
+    /// Tokens received.
+    pub tokens_out: u64,
+    /// What it cost.
+    pub cost_usd: f64,
+    /// Wikilinks made plain text.
+    pub links_removed: usize,
+    /// Mermaid blocks shown as plain code.
+    pub diagrams_fixed: usize,
+    /// Whether the model stopped at its token limit.
+    pub truncated: bool,
+}
+
+/// The checkpoint of `write`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteOutput {
+    /// The pages written.
+    pub pages: Vec<WrittenPage>,
+    /// The pages that could not be written, with why.
+    pub failed: Vec<(String, String)>,
+}
+
+/// The checkpoint of `check_final`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalCheck {
+    /// Titles of pages to publish.
+    pub publish: Vec<String>,
+    /// Titles of written pages left alone because a person wrote their latest version.
+    pub kept: Vec<String>,
+}
+
+fn input(ctx: &StepContext) -> Result<DocgenInput, StepError> {
+    serde_json::from_value(ctx.input.clone()).map_err(|e| {
+        StepError::permanent(format!("the run's input is not a documentation run's: {e}"))
+    })
+}
+
+fn output<T: DeserializeOwned>(ctx: &StepContext, step: &str) -> Result<T, StepError> {
+    let value = ctx
+        .output(step)
+        .ok_or_else(|| StepError::permanent(format!("the {step} step left no checkpoint")))?;
+    serde_json::from_value(value.clone())
+        .map_err(|e| StepError::permanent(format!("the {step} checkpoint cannot be read: {e}")))
+}
+
+fn done(value: impl Serialize) -> Result<StepOutcome, StepError> {
+    serde_json::to_value(value)
+        .map(StepOutcome::Done)
+        .map_err(|e| StepError::permanent(format!("the checkpoint cannot be written: {e}")))
+}
+
+fn git_failure(error: GitError) -> StepError {
+    if error.is_retryable() {
+        StepError::retryable(error.to_string())
+    } else {
+        StepError::permanent(error.to_string())
+    }
+}
+
+fn storage_failure(error: isocrates_storage::Error) -> StepError {
+    StepError::retryable(format!("the document store failed: {error}"))
+}
+
+/// Runs blocking git work off the async threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, GitError> + Send + 'static,
+) -> Result<T, StepError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StepError::retryable(format!("the git task stopped: {e}")))?
+        .map_err(git_failure)
+}
+
+async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let source = Source::parse(&input.repo_url, &d.git).map_err(git_failure)?;
+    let git = d.git.clone();
+    let commit = input.commit_sha.clone();
+    let (commit_sha, default_branch, files) = blocking(move || {
+        let snapshot = Snapshot::fetch(&source, commit.as_deref(), &git, &AtomicBool::new(false))?;
+        let files = snapshot.files()?;
+        Ok((snapshot.commit.clone(), snapshot.default_branch.clone(), files))
+    })
+    .await?;
+    tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
+    done(CloneOutput { commit_sha, default_branch, files })
+}
+
+/// The snapshot of the run's commit, fetched again if this worker has no clone of it.
+async fn snapshot_of(
+    d: &Docgen,
+    ctx: &StepContext,
+) -> Result<(Arc<std::sync::Mutex<Snapshot>>, CloneOutput), StepError> {
+    let input = input(ctx)?;
+    let cloned: CloneOutput = output(ctx, "clone")?;
+    let source = Source::parse(&input.repo_url, &d.git).map_err(git_failure)?;
+    let git = d.git.clone();
+    let commit = cloned.commit_sha.clone();
+    let snapshot =
+        blocking(move || Snapshot::fetch(&source, Some(&commit), &git, &AtomicBool::new(false)))
+            .await?;
+    Ok((Arc::new(std::sync::Mutex::new(snapshot)), cloned))
+}
+
+async fn analyze_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let (snapshot, cloned) = snapshot_of(&d, &ctx).await?;
+    let name = repo_name(&input.repo_url).to_string();
+    let analysis = blocking(move || {
+        let snapshot = snapshot.lock().expect("the snapshot is not shared across a panic");
+        let files = cloned
+            .files
+            .iter()
+            .map(|f| SourceFile {
+                path: f.path.clone(),
+                size: f.size,
+                content: f.sha256.as_ref().and_then(|_| snapshot.read(&f.path)),
+            })
+            .collect();
+        Ok(analyze(&name, files))
+    })
+    .await?;
+    if analysis.files.is_empty() {
+        return Ok(StepOutcome::SkipRun(format!(
+            "nothing to document: the commit's {} files are all vendored, generated, binary or \
+             too large",
+            analysis.skipped.len()
+        )));
+    }
+    tracing::info!(
+        run.id = %ctx.run_id,
+        files = analysis.files.len(),
+        skipped = analysis.skipped.len(),
+        modules = analysis.modules.len(),
+        "analysed"
+    );
+    done(analysis)
+}
+
+/// The repository's published pages with the provenance of their latest AI version.
+async fn published_pages(storage: &Storage, repo_url: &str) -> Result<Vec<Published>, StepError> {
+    let folder = repo_folder(repo_url);
+    let filter = ListFilter {
+        skip: 0,
+        limit: 10_000,
+        path_prefix: None,
+        repo_url: Some(repo_url.to_string()),
+        scope: ReadScope::All,
+    };
+    let documents = storage.documents(&filter).await.map_err(storage_failure)?;
+    let mut pages = Vec::new();
+    for doc in documents {
+        let versions = storage.versions(&doc.id, 0, 50).await.map_err(storage_failure)?;
+        let latest_author = versions.first().map(|v| v.author_type.clone()).unwrap_or_default();
+        let ai = versions.iter().find(|v| {
+            v.author_type == "ai"
+                && v.author_metadata.as_ref().is_some_and(|m| m["generator"] == "isocrates")
+        });
+        let Some(ai) = ai else { continue };
+        let metadata = ai.author_metadata.clone().unwrap_or_default();
+        let source_hashes: BTreeMap<String, String> =
+            serde_json::from_value(metadata["source_hashes"].clone()).unwrap_or_default();
+        let path =
+            doc.path.strip_prefix(&folder).unwrap_or(&doc.path).trim_matches('/').to_string();
+        pages.push(Published {
+            id: doc.id,
+            title: doc.title,
+            path,
+            doc_type: doc.doc_type,
+            description: doc.description.unwrap_or_default(),
+            latest_author,
+            source_hashes,
+            commit_sha: metadata["repo_commit_sha"].as_str().map(str::to_string),
+        });
+    }
+    pages.sort_by(|a, b| a.title.cmp(&b.title));
+    Ok(pages)
+}
+
+/// The first 16 hex digits of a file's SHA-256, as provenance records it.
+fn short(sha256: &str) -> String {
+    sha256.chars().take(16).collect()
+}
+
+async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let cloned: CloneOutput = output(&ctx, "clone")?;
+    let published = published_pages(&d.storage, &input.repo_url).await?;
+    let last_commit = published.iter().filter_map(|p| p.commit_sha.clone()).max_by_key(|c| {
+        // The commit most pages carry is the one last published.
+        published.iter().filter(|p| p.commit_sha.as_ref() == Some(c)).count()
+    });
+    let hashes: BTreeMap<&str, String> = cloned
+        .files
+        .iter()
+        .map(|f| (f.path.as_str(), f.sha256.as_deref().map(short).unwrap_or_default()))
+        .collect();
+    let changed_by_push: Option<BTreeSet<&str>> =
+        input.changed_paths.as_ref().map(|paths| paths.iter().map(String::as_str).collect());
+    let stale: Vec<String> = published
+        .iter()
+        .filter(|page| {
+            page.source_hashes.is_empty()
+                || page.source_hashes.iter().any(|(path, hash)| {
+                    hashes.get(path.as_str()) != Some(hash)
+                        || changed_by_push.as_ref().is_some_and(|c| c.contains(path.as_str()))
+                })
+        })
+        .map(|p| p.title.clone())
+        .collect();
+    if !input.force && !published.is_empty() {
+        let short_commit: String = cloned.commit_sha.chars().take(12).collect();
+        if last_commit.as_deref() == Some(cloned.commit_sha.as_str()) {
+            return Ok(StepOutcome::SkipRun(format!("commit {short_commit} is already published")));
+        }
+        if stale.is_empty() {
+            return Ok(StepOutcome::SkipRun(format!(
+                "commit {short_commit} changes no source file of a published page"
+            )));
+        }
+    }
+    done(EarlyCheck { published, last_commit, stale })
+}
+
+/// Adds what `calls` spent to the run.
+async fn spend(ctx: &StepContext, calls: &[isocrates_providers::Call]) -> Result<(), StepError> {
+    for call in calls {
+        ctx.add_usage(Usage {
+            tokens_in: call.reply.usage.input_tokens as i64,
+            tokens_out: call.reply.usage.output_tokens as i64,
+            cost_usd: call.cost_usd,
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+fn planner_context(
+    repo: RepositoryFacts,
+    analysis: &Analysis,
+    published: &[Published],
+    max_pages: usize,
+) -> PlannerContext {
+    PlannerContext {
+        repository: repo,
+        analysis: AnalysisFacts {
+            file_count: analysis.files.len(),
+            token_estimate: analysis.token_estimate,
+            languages: analysis
+                .languages()
+                .into_iter()
+                .map(|(l, n)| LanguageCount { name: l.name().to_string(), files: n })
+                .collect(),
+            entry_points: analysis.entry_points.clone(),
+            modules: analysis
+                .modules
+                .iter()
+                .map(|m| ModuleFacts {
+                    name: m.name.clone(),
+                    path: if m.path.is_empty() { ".".into() } else { m.path.clone() },
+                    manifest: m.manifest.clone(),
+                    imports: m
+                        .depends_on
+                        .iter()
+                        .filter_map(|d| {
+                            analysis.modules.iter().find(|o| &o.path == d).map(|o| o.name.clone())
+                        })
+                        .collect(),
+                    files: m
+                        .files
+                        .iter()
+                        .filter_map(|f| analysis.file(f))
+                        .map(|f| PromptFile {
+                            path: f.path.clone(),
+                            symbols: f
+                                .symbols
+                                .iter()
+                                .filter(|s| s.public)
+                                .take(12)
+                                .map(|s| s.name.clone())
+                                .collect(),
+                        })
+                        .collect(),
+                })
+                .collect(),
+        },
+        existing_pages: published
+            .iter()
+            .map(|p| PromptPage {
+                title: p.title.clone(),
+                path: p.path.clone(),
+                doc_type: p.doc_type.clone(),
+            })
+            .collect(),
+        max_pages,
+        schema: serde_json::to_string_pretty(&plan::schema()).unwrap_or_default(),
+    }
+}
+
+fn repository_facts(input: &DocgenInput, commit: &str, analysis: &Analysis) -> RepositoryFacts {
+    RepositoryFacts {
+        name: repo_name(&input.repo_url).to_string(),
+        url: input.repo_url.clone(),
+        commit: commit.to_string(),
+        summary: analysis.readme.as_ref().map(|r| r.chars().take(600).collect()),
+    }
+}
+
+async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let cloned: CloneOutput = output(&ctx, "clone")?;
+    let analysis: Analysis = output(&ctx, "analyze")?;
+    let early: EarlyCheck = output(&ctx, "check_early")?;
+    let name = repo_name(&input.repo_url).to_string();
+    let max_pages = d.settings.max_pages;
+
+    // The published pages are the plan unless a new one is asked for: their sources may
+    // have changed, not the shape of the wiki.
+    if !input.force && !early.published.is_empty() {
+        let known: BTreeSet<&str> = analysis.files.iter().map(|f| f.path.as_str()).collect();
+        let pages: Vec<PlannedPage> = early
+            .published
+            .iter()
+            .map(|p| PlannedPage {
+                title: p.title.clone(),
+                path: p.path.clone(),
+                doc_type: p.doc_type.clone(),
+                description: p.description.clone(),
+                sections: Vec::new(),
+                source_files: p
+                    .source_hashes
+                    .keys()
+                    .filter(|f| known.contains(f.as_str()))
+                    .cloned()
+                    .collect(),
+                links_out: Vec::new(),
+                replaces_title: None,
+            })
+            .filter(|p| !p.source_files.is_empty())
+            .collect();
+        if !pages.is_empty() {
+            let write: Vec<String> = pages
+                .iter()
+                .filter(|p| early.stale.contains(&p.title))
+                .map(|p| p.title.clone())
+                .collect();
+            return done(Blueprint {
+                summary: analysis.readme.clone().unwrap_or_default().chars().take(300).collect(),
+                pages,
+                planned_by: PlannedBy::PreviousRun,
+                write,
+                note: None,
+            });
+        }
+    }
+
+    let (summary, mut pages, planned_by, note) = match &d.models.planner {
+        None => {
+            let (summary, pages) = plan::from_analysis(&name, &analysis, max_pages);
+            (summary, pages, PlannedBy::Analysis, None)
+        }
+        Some(planner) => {
+            let repo = repository_facts(&input, &cloned.commit_sha, &analysis);
+            let context = planner_context(repo, &analysis, &early.published, max_pages);
+            let request = d
+                .prompts
+                .planner(&context)
+                .map_err(|e| StepError::permanent(format!("the planner prompt: {e}")))?
+                .into_request();
+            let schema = plan::schema();
+            let check = |value: &Value| plan::from_answer(value, &analysis, max_pages).map(|_| ());
+            match complete_json(
+                planner,
+                &request,
+                ("blueprint", &schema),
+                check,
+                d.settings.planner_tries,
+            )
+            .await
+            {
+                Ok((value, calls)) => {
+                    spend(&ctx, &calls).await?;
+                    let (summary, pages) = plan::from_answer(&value, &analysis, max_pages)
+                        .map_err(StepError::permanent)?;
+                    (summary, pages, PlannedBy::Planner, None)
+                }
+                Err((error, calls)) => {
+                    spend(&ctx, &calls).await?;
+                    if let JsonError::Call(call) = &error
+                        && retry_later(call)
+                    {
+                        return Err(StepError::retryable(format!("the planner: {call}")));
+                    }
+                    tracing::warn!(run.id = %ctx.run_id, error = %error, "the planner gave no usable plan; planning from the analysis");
+                    let (summary, pages) = plan::from_analysis(&name, &analysis, max_pages);
+                    (
+                        summary,
+                        pages,
+                        PlannedBy::Analysis,
+                        Some(format!(
+                            "the planner gave no usable plan ({error}); the plan was built from the analysis"
+                        )),
+                    )
+                }
+            }
+        }
+    };
+    // Published pages keep their titles: a planned page on the same sources takes the old
+    // title unless the planner renamed it on purpose.
+    let existing: BTreeMap<String, &Published> =
+        early.published.iter().map(|p| (title_key(&p.title), p)).collect();
+    for page in &mut pages {
+        if let Some(old) = &page.replaces_title
+            && !existing.contains_key(&title_key(old))
+        {
+            page.replaces_title = None;
+        }
+    }
+    let write = pages.iter().map(|p| p.title.clone()).collect();
+    done(Blueprint { summary, pages, planned_by, write, note })
+}
+
+/// Whether a failed call should fail the step for a later retry rather than fall back:
+/// the provider is down or refusing for now, not answering badly.
+fn retry_later(error: &CallError) -> bool {
+    matches!(
+        error,
+        CallError::RateLimited { .. }
+            | CallError::Server { .. }
+            | CallError::Timeout(_)
+            | CallError::Connection(_)
+            | CallError::CircuitOpen { .. }
+    )
+}
+
+/// Every title a page may link to: the planned pages and the other published pages of
+/// the repository.
+fn link_targets(blueprint: &Blueprint, early: &EarlyCheck) -> BTreeSet<String> {
+    blueprint
+        .pages
+        .iter()
+        .map(|p| title_key(&p.title))
+        .chain(early.published.iter().map(|p| title_key(&p.title)))
+        .collect()
+}
+
+async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let analysis: Arc<Analysis> = Arc::new(output(&ctx, "analyze")?);
+    let early: EarlyCheck = output(&ctx, "check_early")?;
+    let blueprint: Arc<Blueprint> = Arc::new(output(&ctx, "plan")?);
+    let titles = Arc::new(link_targets(&blueprint, &early));
+    let snapshot = match &d.models.writer {
+        Some(_) => Some(snapshot_of(&d, &ctx).await?.0),
+        None => None,
+    };
+    let cloned: CloneOutput = output(&ctx, "clone")?;
+    let to_write: Vec<PlannedPage> =
+        blueprint.pages.iter().filter(|p| blueprint.write.contains(&p.title)).cloned().collect();
+    let total = to_write.len();
+    let results: Vec<(String, Result<Value, StepError>)> = futures::stream::iter(to_write)
+        .map(|page| {
+            let (d, ctx, analysis, blueprint, titles, snapshot, input, commit) = (
+                d.clone(),
+                ctx.clone(),
+                analysis.clone(),
+                blueprint.clone(),
+                titles.clone(),
+                snapshot.clone(),
+                input.clone(),
+                cloned.commit_sha.clone(),
+            );
+            async move {
+                let key = format!("page:{}", title_key(&page.title));
+                let title = page.title.clone();
+                let result = ctx
+                    .item(&key, || async {
+                        let written = write_page(
+                            &d, &ctx, &page, &blueprint, &analysis, &titles, snapshot, &input,
+                            &commit,
+                        )
+                        .await?;
+                        serde_json::to_value(written)
+                            .map_err(|e| StepError::permanent(e.to_string()))
+                    })
+                    .await;
+                (title, result)
+            }
+        })
+        .buffer_unordered(d.settings.write_concurrency.max(1))
+        .collect()
+        .await;
+    let mut pages = Vec::new();
+    let mut failed = Vec::new();
+    let mut retry: Option<StepError> = None;
+    for (title, result) in results {
+        match result {
+            Ok(value) => pages.push(
+                serde_json::from_value::<WrittenPage>(value)
+                    .map_err(|e| StepError::permanent(format!("a page's checkpoint: {e}")))?,
+            ),
+            Err(StepError::Cancelled) => return Err(StepError::Cancelled),
+            Err(StepError::Failed {
+                kind: isocrates_engine::core::FailureKind::Permanent,
+                message,
+            }) => failed.push((title, message)),
+            Err(error) => retry = Some(error),
+        }
+    }
+    // Pages already written are checkpointed: the retry writes only the others.
+    if let Some(error) = retry {
+        return Err(error);
+    }
+    pages.sort_by(|a, b| a.title.cmp(&b.title));
+    failed.sort();
+    tracing::info!(run.id = %ctx.run_id, written = pages.len(), failed = failed.len(), total, "pages written");
+    done(WriteOutput { pages, failed })
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn write_page(
+    d: &Docgen,
+    ctx: &StepContext,
+    page: &PlannedPage,
+    blueprint: &Blueprint,
+    analysis: &Analysis,
+    titles: &BTreeSet<String>,
+    snapshot: Option<Arc<std::sync::Mutex<Snapshot>>>,
+    input: &DocgenInput,
+    commit: &str,
+) -> Result<WrittenPage, StepError> {
+    let (Some(writer), Some(snapshot)) = (&d.models.writer, snapshot) else {
+        let text = write::static_page(page, blueprint, analysis);
+        let (content, cleaned) = write::finish(&text, page, titles, analysis);
+        return Ok(WrittenPage {
+            title: page.title.clone(),
+            content,
+            model: "static".into(),
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            links_removed: cleaned.links_removed,
+            diagrams_fixed: cleaned.diagrams_fixed,
+            truncated: false,
+        });
+    };
+    let sources = {
+        let snapshot = snapshot.lock().expect("the snapshot is not shared across a panic");
+        write::excerpts(page, analysis, |path| snapshot.read(path), d.settings.excerpt_tokens)
+    };
+    let others: Vec<PageLink> = blueprint
+        .pages
+        .iter()
+        .filter(|p| p.title != page.title)
+        .map(|p| PageLink { title: p.title.clone(), description: p.description.clone() })
+        .collect();
+    let context = WriterContext {
+        repository: repository_facts(input, commit, analysis),
+        page: PagePlan {
+            title: page.title.clone(),
+            path: page.path.clone(),
+            doc_type: page.doc_type.clone(),
+            description: page.description.clone(),
+            sections: page.sections.clone(),
+        },
+        pages: others,
+        sources,
+        max_diagrams: if page.doc_type == "architecture" { 2 } else { 1 },
+    };
+    let mut request = d
+        .prompts
+        .writer(&context)
+        .map_err(|e| StepError::permanent(format!("the writer prompt: {e}")))?
+        .into_request();
+    request.max_tokens = Some(d.settings.max_page_tokens);
+    let call = match writer.complete(&request).await {
+        Ok(call) => call,
+        Err(error) if error.is_retryable() || matches!(error, CallError::CircuitOpen { .. }) => {
+            return Err(StepError::retryable(format!("writing \"{}\": {error}", page.title)));
+        }
+        Err(error) => {
+            return Err(StepError::permanent(format!("writing \"{}\": {error}", page.title)));
+        }
+    };
+    spend(ctx, std::slice::from_ref(&call)).await?;
+    let (content, cleaned) = write::finish(&call.reply.text, page, titles, analysis);
+    Ok(WrittenPage {
+        title: page.title.clone(),
+        content,
+        model: call.reply.model.clone(),
+        tokens_in: call.reply.usage.input_tokens,
+        tokens_out: call.reply.usage.output_tokens,
+        cost_usd: call.cost_usd,
+        links_removed: cleaned.links_removed,
+        diagrams_fixed: cleaned.diagrams_fixed,
+        truncated: call.reply.truncated,
+    })
+}
+
+/// The folder a planned page is published under.
+fn page_folder(repo_url: &str, page: &PlannedPage) -> String {
+    let folder = repo_folder(repo_url);
+    if page.path.is_empty() { folder } else { format!("{folder}/{}", page.path) }
+}
+
+async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let blueprint: Blueprint = output(&ctx, "plan")?;
+    let written: WriteOutput = output(&ctx, "write")?;
+    let mut publish = Vec::new();
+    let mut kept = Vec::new();
+    for page in &written.pages {
+        let Some(plan) = blueprint.pages.iter().find(|p| p.title == page.title) else { continue };
+        let id = document_id(
+            Some(&input.repo_url),
+            &page_folder(&input.repo_url, plan),
+            &plan.title,
+            &plan.doc_type,
+        );
+        let latest = d.storage.versions(&id, 0, 1).await.map_err(storage_failure)?;
+        if latest.first().is_some_and(|v| v.author_type == AuthorType::Human.as_str()) {
+            kept.push(page.title.clone());
+        } else {
+            publish.push(page.title.clone());
+        }
+    }
+    // FIXME: a page kept for a person drops the AI text; it should be stored as a proposal
+    // beside the page, which a person can see and accept through the API.
+    done(FinalCheck { publish, kept })
+}
+
+async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let cloned: CloneOutput = output(&ctx, "clone")?;
+    let early: EarlyCheck = output(&ctx, "check_early")?;
+    let blueprint: Blueprint = output(&ctx, "plan")?;
+    let written: WriteOutput = output(&ctx, "write")?;
+    let checked: FinalCheck = output(&ctx, "check_final")?;
+    let asked = blueprint.write.len();
+    if asked > 0 && written.pages.len() * 2 < asked {
+        let first = written
+            .failed
+            .first()
+            .map(|(t, e)| format!(": \"{t}\" failed with {e}"))
+            .unwrap_or_default();
+        return Err(StepError::permanent(format!(
+            "only {} of {asked} pages were written{first}; nothing was published",
+            written.pages.len()
+        )));
+    }
+    let hashes: BTreeMap<&str, &str> =
+        cloned.files.iter().filter_map(|f| Some((f.path.as_str(), f.sha256.as_deref()?))).collect();
+    let provider = d.models.provider.clone();
+    let planner_model = d.models.planner.as_ref().map(|l| l.provider().model().to_string());
+    let writer_model = d.models.writer.as_ref().map(|l| l.provider().model().to_string());
+    let repo_folder_name = repo_folder(&input.repo_url);
+    let mut documents_written = 0u64;
+    for page in written.pages.iter().filter(|p| checked.publish.contains(&p.title)) {
+        let Some(plan) = blueprint.pages.iter().find(|p| p.title == page.title) else { continue };
+        let source_hashes: BTreeMap<&str, String> = plan
+            .source_files
+            .iter()
+            .filter_map(|f| Some((f.as_str(), short(hashes.get(f.as_str())?))))
+            .collect();
+        let metadata = json!({
+            "generator": "isocrates",
+            "repo_commit_sha": cloned.commit_sha,
+            "run_id": ctx.run_id,
+            "provider": provider,
+            "planner_model": planner_model,
+            "writer_model": writer_model,
+            "model": page.model,
+            "planned_by": blueprint.planned_by,
+            "source_files": plan.source_files,
+            "source_hashes": source_hashes,
+            "tokens_in": page.tokens_in,
+            "tokens_out": page.tokens_out,
+            "cost_usd": page.cost_usd,
+        });
+        let new = NewDocument {
+            title: plan.title.clone(),
+            content: page.content.clone(),
+            path: page_folder(&input.repo_url, plan),
+            repo_url: Some(input.repo_url.clone()),
+            repo_name: Some(repo_folder_name.clone()),
+            doc_type: plan.doc_type.clone(),
+            keywords: Vec::new(),
+            description: Some(plan.description.clone()).filter(|d| !d.is_empty()),
+            author: Author { author_type: AuthorType::Ai, metadata: Some(metadata) },
+        };
+        let storage = d.storage.clone();
+        ctx.item(&format!("publish:{}", title_key(&plan.title)), || async move {
+            let stored = storage.upsert_document(new, |_| true).await.map_err(storage_failure)?;
+            let doc = match stored {
+                isocrates_storage::documents::Upserted::Created(doc)
+                | isocrates_storage::documents::Upserted::Updated(doc) => doc,
+            };
+            Ok(json!({"id": doc.id}))
+        })
+        .await?;
+        documents_written += 1;
+    }
+    // Pages the plan no longer has go to the trash, unless a person wrote their latest
+    // version.
+    let planned: BTreeSet<String> = blueprint.pages.iter().map(|p| title_key(&p.title)).collect();
+    let mut trashed = Vec::new();
+    for page in early.published.iter().filter(|p| !planned.contains(&title_key(&p.title))) {
+        if page.latest_author == AuthorType::Human.as_str() {
+            continue;
+        }
+        let storage = d.storage.clone();
+        let id = page.id.clone();
+        ctx.item(&format!("trash:{}", page.id), || async move {
+            storage.trash_document(&id).await.map_err(storage_failure)?;
+            Ok(json!({"id": id}))
+        })
+        .await?;
+        trashed.push(page.title.clone());
+    }
+    let documents_skipped = (blueprint.pages.len() as u64).saturating_sub(documents_written);
+    tracing::info!(
+        run.id = %ctx.run_id,
+        documents_written,
+        documents_skipped,
+        trashed = trashed.len(),
+        "published"
+    );
+    done(json!({
+        "documents_written": documents_written,
+        "documents_skipped": documents_skipped,
+        "kept_for_people": checked.kept,
+        "failed": written.failed,
+        "trashed": trashed,
+        "planned_by": blueprint.planned_by,
+        "note": blueprint.note,
+    }))
+}
