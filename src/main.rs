@@ -2,6 +2,7 @@
 //! crates together. No behaviour lives here beyond that wiring.
 
 mod config;
+mod generate;
 mod jobs;
 mod prompts;
 
@@ -35,6 +36,8 @@ enum Command {
     /// Run a worker only: it executes the steps of queued jobs (more machines on one
     /// PostgreSQL database each run one).
     Worker,
+    /// Document one repository now, in the foreground, with a progress bar.
+    Generate(generate::GenerateArgs),
     /// Inspect and steer documentation jobs.
     Jobs {
         #[command(subcommand)]
@@ -97,6 +100,7 @@ fn main() -> ExitCode {
     let quiet = matches!(
         cli.command,
         Command::Jobs { .. }
+            | Command::Generate(_)
             | Command::Token { .. }
             | Command::Providers { .. }
             | Command::Prompts { .. }
@@ -157,6 +161,7 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
         Command::Serve => serve(config).await,
         Command::Worker => worker(config).await,
+        Command::Generate(args) => generate(config, args).await,
         Command::Jobs { command } => {
             // These commands steer runs and execute no step: the built-in prompts do.
             let (storage, engine) = open_engine(&config, Prompts::built_in()).await?;
@@ -243,6 +248,24 @@ async fn worker(config: Config) -> anyhow::Result<()> {
     handle.await.context("the worker task")??;
     storage.close().await;
     Ok(())
+}
+
+/// `generate`: one run with an in-process worker. A path on the command line is the
+/// operator's own, so local repositories are allowed for it.
+async fn generate(mut config: Config, args: generate::GenerateArgs) -> anyhow::Result<()> {
+    let (repo, local) = generate::repository(&args.target)?;
+    if local {
+        config.git.allow_local = true;
+    }
+    let prompts = prompts::load(&config)?;
+    let (storage, engine) = open_engine(&config, prompts).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let handle = spawn_worker(&engine, config.workers.max(1), stopped);
+    let result = generate::run(&engine, &storage, &config.git, &repo, &args).await;
+    let _ = stop.send(true);
+    handle.await.context("the worker task")??;
+    storage.close().await;
+    result
 }
 
 fn jwt_secret(config: &Config) -> SecretString {

@@ -590,3 +590,63 @@ fn prompts_check_and_render_show_what_a_model_receives() {
     assert!(!unknown.status.success());
     assert!(stderr(&unknown).contains("planner, writer, ask, summarise"), "{}", stderr(&unknown));
 }
+
+#[test]
+fn generate_documents_a_repository_and_writes_a_wiki_that_mdbook_reads() {
+    let (dir, origin) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = small_repository(origin.path());
+    let url = format!("sqlite://{}", dir.path().join("gen.db").display());
+    let out = dir.path().join("wiki");
+    let first = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .env("ALLOW_LOCAL_REPOS", "false")
+        .args(["generate", &repo, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(first.status.success(), "{}", stderr(&first));
+    let said = stdout(&first);
+    assert!(
+        said.contains(&format!("documented {repo}")) && said.contains("pages written"),
+        "{said}"
+    );
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    let files: Vec<&str> =
+        summary.lines().filter_map(|l| l.split("](").nth(1)?.strip_suffix(')')).collect();
+    assert!(files.len() >= 3, "{summary}");
+    for file in &files {
+        let page =
+            std::fs::read_to_string(out.join(file)).unwrap_or_else(|_| panic!("{file} is written"));
+        assert!(!page.contains("[["), "wikilinks become markdown links: {page}");
+        let folder = out.join(file).parent().unwrap().to_path_buf();
+        for link in page
+            .split("](")
+            .skip(1)
+            .filter_map(|rest| rest.split(')').next())
+            .filter(|l| l.ends_with(".md"))
+        {
+            assert!(folder.join(link).is_file(), "{file} links to {link}, which exists");
+        }
+    }
+
+    let again = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .args(["generate", &repo])
+        .output()
+        .unwrap();
+    assert!(again.status.success(), "{}", stderr(&again));
+    assert!(
+        stdout(&again).contains("nothing to do") && stdout(&again).contains("already published"),
+        "{}",
+        stdout(&again)
+    );
+
+    let refused = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .args(["generate", "https://github.com/acme/widgets"])
+        .output()
+        .unwrap();
+    assert_eq!(refused.status.code(), Some(1));
+    let text = stderr(&refused);
+    assert!(text.trim().lines().count() == 1 && text.contains("ALLOWED_GIT_HOSTS"), "{text}");
+}

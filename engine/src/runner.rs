@@ -411,6 +411,17 @@ impl Engine {
             .collect())
     }
 
+    /// How many items of the step named `step` the run has recorded: the pages a write
+    /// step has finished, say, while it runs.
+    pub async fn items_done(&self, run: &Run, step: &str) -> Result<u64, Error> {
+        let index =
+            self.workflow(&run.workflow)?.step_index(step).ok_or_else(|| Error::UnknownStep {
+                name: step.to_string(),
+                known: self.step_names(&run.workflow).unwrap_or_default(),
+            })?;
+        Ok(store::count_items(&self.0.db, &run.id, index).await?)
+    }
+
     /// How many runs wait, run and failed, and how many workers (of any process) reported
     /// being alive within the last `alive_within`.
     pub async fn queue_health(&self, alive_within: Duration) -> Result<QueueHealth, Error> {

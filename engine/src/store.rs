@@ -390,6 +390,25 @@ pub(crate) async fn save_item(
     Ok(())
 }
 
+/// How many items of a step are recorded.
+pub(crate) async fn count_items(
+    db: &Db,
+    run_id: &str,
+    step: usize,
+) -> Result<u64, isocrates_db::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Count {
+        n: i64,
+    }
+    let row: Option<Count> = db
+        .fetch_optional(
+            "SELECT COUNT(*) AS n FROM run_items WHERE run_id = $1 AND step_index = $2",
+            args![run_id, step as i64],
+        )
+        .await?;
+    Ok(row.map_or(0, |c| c.n.max(0) as u64))
+}
+
 /// Adds what one model call spent to the run's totals.
 pub(crate) async fn add_usage(
     db: &Db,

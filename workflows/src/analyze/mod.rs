@@ -464,12 +464,25 @@ fn owner_of<'a>(roots: impl Iterator<Item = &'a String>, path: &str) -> &'a str 
     best
 }
 
-/// Which module folders each module imports from.
+/// Whether a file holds tests, whose imports (test helpers, fixtures) say nothing of how
+/// the modules depend on each other.
+fn is_test(path: &str) -> bool {
+    let (folders, name) = path.rsplit_once('/').unwrap_or(("", path));
+    folders.split('/').any(|f| matches!(f, "tests" | "test" | "__tests__" | "testdata" | "benches"))
+        || name.ends_with("_test.go")
+        || name.ends_with("_test.py")
+        || (name.starts_with("test_") && name.ends_with(".py"))
+        || name.contains(".test.")
+        || name.contains(".spec.")
+        || name.ends_with("Test.java")
+}
+
+/// Which module folders each module imports from, tests left out.
 fn import_graph(files: &[FileFacts], modules: &Modules) -> BTreeMap<String, BTreeSet<String>> {
     // Java and Go files say their package: a package belongs to the module that declares it.
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for file in files {
+    for file in files.iter().filter(|f| !is_test(&f.path)) {
         for import in &file.imports {
             let target = if import.starts_with('.')
                 && matches!(
@@ -687,6 +700,25 @@ mod tests {
         assert_eq!(depends("gw"), ["svc"]);
         assert!(depends("svc").is_empty(), "imports inside a module are not edges");
         assert_eq!(analysis.entry_points, ["app/main.py", "gw/main.go", "svc/cmd/main.go"]);
+    }
+
+    #[test]
+    fn tests_do_not_make_modules_depend_on_each_other() {
+        let analysis = analyze(
+            "ws",
+            vec![
+                file("core/Cargo.toml", "[package]\nname = \"core\"\n"),
+                file("core/src/lib.rs", "pub fn f() {}\n"),
+                file("core/tests/it.rs", "use testkit::Helper;\n"),
+                file("testkit/Cargo.toml", "[package]\nname = \"testkit\"\n"),
+                file("testkit/src/lib.rs", "use core::f;\npub struct Helper;\n"),
+            ],
+        );
+        let depends = |path: &str| {
+            analysis.modules.iter().find(|m| m.path == path).unwrap().depends_on.clone()
+        };
+        assert!(depends("core").is_empty(), "{:?}", depends("core"));
+        assert_eq!(depends("testkit"), ["core"]);
     }
 
     #[test]

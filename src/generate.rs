@@ -1,0 +1,277 @@
+//! `isocrates generate <url|path>`: one documentation run in the foreground, with a
+//! progress bar of its steps and one of its pages, and a summary at the end; `--out DIR`
+//! also writes the wiki as markdown files that mdBook reads.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+use isocrates_engine::{Engine, RunStatus};
+use isocrates_storage::Storage;
+use isocrates_storage::documents::{Document, ListFilter, ReadScope};
+use isocrates_storage::links::title_key;
+use isocrates_workflows::STEPS;
+use isocrates_workflows::docgen::{self, DocgenInput, Trigger};
+use isocrates_workflows::git::{GitConfig, Source};
+
+/// What `generate` was asked.
+#[derive(clap::Args)]
+pub struct GenerateArgs {
+    /// An https URL, or a path to a local git repository (`.` for this one).
+    pub target: String,
+    /// Also write the wiki here as markdown files, with a SUMMARY.md for mdBook.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Rewrite every page, not only those whose sources changed.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// The repository `target` names: a local folder, made absolute, or a URL as given.
+pub fn repository(target: &str) -> anyhow::Result<(String, bool)> {
+    let path = Path::new(target);
+    if !target.contains("://") && path.exists() {
+        let absolute = path.canonicalize().with_context(|| format!("{target} cannot be read"))?;
+        let root = absolute.ancestors().find(|dir| dir.join(".git").exists()).ok_or_else(|| {
+            anyhow::anyhow!(
+                "{target} is not inside a git repository: run git init, or name a repository's URL"
+            )
+        })?;
+        return Ok((root.display().to_string(), true));
+    }
+    Ok((target.to_string(), false))
+}
+
+/// Runs one documentation run of `args.target` to its end on `engine`, whose worker the
+/// caller runs, and prints what it did.
+#[allow(clippy::print_stdout)]
+pub async fn run(
+    engine: &Engine,
+    storage: &Storage,
+    git: &GitConfig,
+    repo: &str,
+    args: &GenerateArgs,
+) -> anyhow::Result<()> {
+    let started = Instant::now();
+    let repo_url = docgen::normalize_repo_url(repo).map_err(anyhow::Error::msg)?;
+    // A repository the configuration refuses is said before any run starts.
+    Source::parse(&repo_url, git).map_err(anyhow::Error::msg)?;
+    let input = DocgenInput {
+        repo_url: repo_url.clone(),
+        commit_sha: None,
+        force: args.force,
+        changed_paths: None,
+    };
+    let submitted = engine.submit(input.into_run(Trigger::Manual)).await?;
+    let id = submitted.run.id.clone();
+
+    let bars = MultiProgress::new();
+    let steps = bars.add(ProgressBar::new(STEPS.len() as u64));
+    steps.set_style(
+        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    steps.set_prefix("steps");
+    let pages = bars.add(ProgressBar::new(0));
+    pages.set_style(
+        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {pos}/{len} {msg}")
+            .expect("a valid template")
+            .progress_chars("=> "),
+    );
+    pages.set_prefix("pages");
+
+    let run = loop {
+        let run = engine.run(&id).await?;
+        steps.set_position(run.current_step.min(STEPS.len()) as u64);
+        steps.set_message(STEPS.get(run.current_step).copied().unwrap_or("done").to_string());
+        if run.current_step >= 4 && pages.length() == Some(0) {
+            let plan = engine.checkpoints(std::slice::from_ref(&run), "plan").await?;
+            if let Some(plan) = plan.get(&run.id) {
+                pages.set_length(plan["write"].as_array().map_or(0, Vec::len) as u64);
+            }
+        }
+        if run.current_step == 4 {
+            pages.set_position(engine.items_done(&run, "write").await?);
+            pages.set_message("writing");
+        }
+        if !matches!(run.status, RunStatus::Queued | RunStatus::Running) {
+            break run;
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    };
+    if run.status == RunStatus::Completed {
+        steps.set_position(STEPS.len() as u64);
+        pages.set_position(pages.length().unwrap_or(0));
+    }
+    steps.finish_and_clear();
+    pages.finish_and_clear();
+
+    let publish = engine.checkpoints(std::slice::from_ref(&run), "publish").await?;
+    let published = publish.get(&run.id).cloned().unwrap_or_default();
+    let seconds = started.elapsed().as_secs_f64();
+    match run.status {
+        RunStatus::Completed => {
+            println!(
+                "documented {repo_url}: {} pages written, {} left as they were, {} tokens in, {} out, ${:.4}, in {seconds:.1} s",
+                published["documents_written"].as_u64().unwrap_or(0),
+                published["documents_skipped"].as_u64().unwrap_or(0),
+                run.usage.tokens_in,
+                run.usage.tokens_out,
+                run.usage.cost_usd,
+            );
+            if let Some(note) = published["note"].as_str() {
+                println!("note: {note}");
+            }
+            if let Some(kept) = published["kept_for_people"].as_array().filter(|k| !k.is_empty()) {
+                let titles: Vec<&str> = kept.iter().filter_map(|t| t.as_str()).collect();
+                println!("kept as people wrote them: {}", titles.join(", "));
+            }
+        }
+        RunStatus::Skipped => {
+            println!("nothing to do for {repo_url}: {}", run.error.as_deref().unwrap_or("skipped"));
+        }
+        status => {
+            anyhow::bail!(
+                "the run {id} ended {}: {} (see isocrates jobs show {id})",
+                status,
+                run.error.as_deref().unwrap_or("no reason recorded")
+            );
+        }
+    }
+    if let Some(out) = &args.out {
+        let written = export(storage, &repo_url, out).await?;
+        println!("wrote {written} pages and SUMMARY.md to {}", out.display());
+    }
+    Ok(())
+}
+
+/// Writes the repository's pages under `out` as markdown with relative links, and a
+/// `SUMMARY.md` listing them for mdBook. Returns how many pages it wrote.
+pub async fn export(storage: &Storage, repo_url: &str, out: &Path) -> anyhow::Result<usize> {
+    let filter = ListFilter {
+        skip: 0,
+        limit: 10_000,
+        path_prefix: None,
+        repo_url: Some(repo_url.to_string()),
+        scope: ReadScope::All,
+    };
+    let mut documents = storage.documents(&filter).await?;
+    let folder = docgen::repo_folder(repo_url);
+    let order = |d: &Document| match d.doc_type.as_str() {
+        "overview" => 0,
+        "guide" => 1,
+        "architecture" => 2,
+        "api" | "reference" => 4,
+        _ => 3,
+    };
+    documents.sort_by(|a, b| (order(a), &a.path, &a.title).cmp(&(order(b), &b.path, &b.title)));
+    let files: BTreeMap<String, PathBuf> = documents
+        .iter()
+        .map(|d| {
+            let below = d.path.strip_prefix(&folder).unwrap_or(&d.path).trim_matches('/');
+            (title_key(&d.title), Path::new(below).join(format!("{}.md", slug(&d.title))))
+        })
+        .collect();
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut summary = String::from("# Summary\n\n");
+    let mut section = String::new();
+    for doc in &documents {
+        let file = &files[&title_key(&doc.title)];
+        let here = file.parent().unwrap_or(Path::new(""));
+        let text = relink(&doc.content, |target| {
+            files.get(&title_key(target)).map(|to| relative(here, to))
+        });
+        let path = out.join(file);
+        std::fs::create_dir_all(path.parent().unwrap_or(out))
+            .with_context(|| format!("creating {}", path.display()))?;
+        std::fs::write(&path, format!("# {}\n\n{}\n", doc.title, text.trim_end()))
+            .with_context(|| format!("writing {}", path.display()))?;
+        let part = here.display().to_string();
+        if part != section {
+            if !part.is_empty() {
+                summary.push_str(&format!("\n# {}\n\n", title_case(&part)));
+            }
+            section = part;
+        }
+        summary.push_str(&format!("- [{}]({})\n", doc.title, file.display()));
+    }
+    std::fs::write(out.join("SUMMARY.md"), summary).context("writing SUMMARY.md")?;
+    Ok(documents.len())
+}
+
+/// `[[Title]]` and `[[Title|text]]` as markdown links where `target` finds the page, plain
+/// text where it does not; fenced code is left alone.
+fn relink(markdown: &str, target: impl Fn(&str) -> Option<String>) -> String {
+    let mut out = String::with_capacity(markdown.len());
+    let mut in_fence = false;
+    for line in markdown.lines() {
+        if line.trim_start().starts_with("```") {
+            in_fence = !in_fence;
+        }
+        if in_fence || !line.contains("[[") {
+            out.push_str(line);
+            out.push('\n');
+            continue;
+        }
+        let mut rest = line;
+        while let Some(start) = rest.find("[[") {
+            let Some(len) = rest[start + 2..].find("]]") else { break };
+            let inner = &rest[start + 2..start + 2 + len];
+            let (title, shown) = inner.split_once('|').unwrap_or((inner, inner));
+            out.push_str(&rest[..start]);
+            match target(title.trim()) {
+                Some(link) => out.push_str(&format!("[{}]({link})", shown.trim())),
+                None => out.push_str(shown.trim()),
+            }
+            rest = &rest[start + 2 + len + 2..];
+        }
+        out.push_str(rest);
+        out.push('\n');
+    }
+    out
+}
+
+/// The path of `to` seen from the folder `from`, both relative to the wiki's root.
+fn relative(from: &Path, to: &Path) -> String {
+    let depth = from.components().count();
+    let mut path = "../".repeat(depth);
+    path.push_str(&to.display().to_string());
+    path
+}
+
+/// A file name for a title: lower case, words joined by `-`.
+fn slug(title: &str) -> String {
+    let words: Vec<String> = title
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+        .map(str::to_lowercase)
+        .collect();
+    if words.is_empty() { "page".to_string() } else { words.join("-") }
+}
+
+fn title_case(folder: &str) -> String {
+    let last = folder.rsplit('/').next().unwrap_or(folder);
+    let mut chars = last.chars();
+    chars.next().map(|c| c.to_uppercase().chain(chars).collect()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wikilinks_become_relative_links_and_unknown_ones_text() {
+        let text = "See [[Core]] and [[Gone|the old page]].\n```\n[[Core]]\n```\n";
+        let out = relink(text, |t| (t == "Core").then(|| "../modules/core.md".to_string()));
+        assert_eq!(out, "See [Core](../modules/core.md) and the old page.\n```\n[[Core]]\n```\n");
+        assert_eq!(
+            relative(Path::new("modules"), Path::new("shop-overview.md")),
+            "../shop-overview.md"
+        );
+        assert_eq!(relative(Path::new(""), Path::new("modules/core.md")), "modules/core.md");
+        assert_eq!(slug("Getting Started with Shop!"), "getting-started-with-shop");
+    }
+}
