@@ -211,7 +211,9 @@ async fn model_server(planner: Planner) -> (String, Arc<Calls>) {
                     }
                 } else {
                     calls.writer.fetch_add(1, Ordering::SeqCst);
-                    let page = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ").to_string();
+                    // The writer's prompt starts "Page: TITLE (TYPE)."
+                    let first = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ");
+                    let page = first.rsplit_once(" (").map_or(first, |(title, _)| title).to_string();
                     calls.pages.lock().unwrap().push(page.clone());
                     page_answer(&system, &page)
                 };
@@ -412,6 +414,7 @@ on_both_backends! {
         assert_linked_wiki(&pages, origin.path());
         let core = pages.iter().find(|p| p.title == "Core Library").unwrap();
         assert!(core.content.contains("and Imaginary Page."), "an unknown link is plain text: {}", core.content);
+        assert!(core.content.starts_with("Core Library explains"), "the repeated title heading is dropped: {}", core.content);
         assert!(core.content.contains("```mermaid"), "a diagram that parses stays");
         assert_eq!(core.path, format!("{}/modules", repo.rsplit('/').next().unwrap()));
 
@@ -457,7 +460,7 @@ on_both_backends! {
         let changed = harness.run(repo, false).await;
         assert_eq!(changed.status, RunStatus::Completed, "{:?}", changed.error);
         assert_eq!(calls.planner(), planned, "the published pages are the plan");
-        assert_eq!(calls.pages.lock().unwrap().clone(), ["Core Library (module)."]);
+        assert_eq!(calls.pages.lock().unwrap().clone(), ["Core Library"]);
         let published = harness.publish_output(&changed).await;
         assert_eq!((published["documents_written"].as_u64(), published["documents_skipped"].as_u64()), (Some(1), Some(6)));
 
@@ -497,6 +500,11 @@ on_both_backends! {
         let published = harness.publish_output(&forced).await;
         assert_eq!(published["kept_for_people"], json!(["Core Library"]));
         assert_eq!(published["documents_written"], 6);
+        assert_eq!(published["proposals"], 1);
+        let proposals = harness.storage.proposals(&core.id).await.unwrap();
+        assert_eq!(proposals.len(), 1, "the AI text waits beside the page");
+        assert!(proposals[0].content.contains("Core Library explains its part"), "{}", proposals[0].content);
+        assert_eq!(proposals[0].author_metadata.as_ref().unwrap()["run_id"], forced.id.as_str());
     }
 
     async fn without_a_model_the_analysis_alone_makes_a_linked_wiki(db) {

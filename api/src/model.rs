@@ -128,6 +128,45 @@ impl From<Document> for DocumentListItem {
     }
 }
 
+/// A proposal: AI text waiting beside a page a person wrote last.
+#[derive(Debug, Clone, Serialize)]
+pub struct ProposalOut {
+    /// Id.
+    pub id: String,
+    /// The page.
+    pub doc_id: String,
+    /// The proposed markdown.
+    pub content: String,
+    /// The proposed description.
+    pub description: Option<String>,
+    /// Provenance, as an AI version carries it.
+    pub author_metadata: Option<Value>,
+    /// `open`, `accepted`, `dismissed` or `superseded`.
+    pub status: &'static str,
+    /// Made.
+    pub created_at: Timestamp,
+    /// Decided.
+    pub decided_at: Option<Timestamp>,
+    /// By whom.
+    pub decided_by: Option<String>,
+}
+
+impl From<isocrates_storage::proposals::Proposal> for ProposalOut {
+    fn from(p: isocrates_storage::proposals::Proposal) -> ProposalOut {
+        ProposalOut {
+            id: p.id,
+            doc_id: p.doc_id,
+            content: p.content,
+            description: p.description,
+            author_metadata: p.author_metadata,
+            status: p.status.as_str(),
+            created_at: p.created_at,
+            decided_at: p.decided_at,
+            decided_by: p.decided_by,
+        }
+    }
+}
+
 /// `Version` of the contract.
 #[derive(Debug, Clone, Serialize)]
 pub struct VersionOut {

@@ -303,4 +303,43 @@ on_both_backends! {
         assert_eq!(no_target.status, StatusCode::BAD_REQUEST);
         assert_eq!(app.post("/api/docs/batch", None, json!({"operation": "delete", "doc_ids": []})).await.status, StatusCode::UNAUTHORIZED);
     }
+
+    async fn a_person_sees_accepts_and_dismisses_what_the_workflow_proposed(db) {
+        let app = TestApp::new(db, true).await;
+        let admin = app.admin_token().await;
+        let (viewer_id, viewer) = app.user(&admin, "viewer@example.com").await;
+        app.grant(&admin, &viewer_id, "shop", "viewer").await;
+        let (editor_id, editor) = app.user(&admin, "editor@example.com").await;
+        app.grant(&admin, &editor_id, "shop", "editor").await;
+        let created = app.post("/api/docs", Some(&admin), json!({"title": "Core", "path": "shop", "content": "By a person.", "author_type": "human"})).await;
+        let id = id_of(&created);
+        let proposal = app.db.storage.propose(&id, "By the workflow.", Some("Proposed."), Some(json!({"generator": "isocrates", "run_id": "r1"}))).await.unwrap();
+
+        let listed = app.get(&format!("/api/docs/{id}/proposals"), Some(&viewer)).await;
+        assert_eq!(listed.status, StatusCode::OK, "{:?}", listed.body);
+        assert_eq!(listed.body[0]["id"], proposal.id.as_str());
+        assert_eq!(listed.body[0]["status"], "open");
+        assert_eq!(listed.body[0]["author_metadata"]["run_id"], "r1");
+
+        let accept = format!("/api/docs/{id}/proposals/{}/accept", proposal.id);
+        assert_eq!(app.post(&accept, Some(&viewer), json!({})).await.status, StatusCode::FORBIDDEN);
+        let accepted = app.post(&accept, Some(&editor), json!({})).await;
+        assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+        assert_eq!(accepted.body["document"]["content"], "By the workflow.");
+        assert_eq!(accepted.body["proposal"]["status"], "accepted");
+        assert_eq!(accepted.body["proposal"]["decided_by"], editor_id.as_str());
+        let latest = app.get(&format!("/api/docs/{id}/versions/latest"), Some(&viewer)).await;
+        assert_eq!(latest.body["author_type"], "ai");
+        assert_eq!(latest.body["author_metadata"]["accepted_by"], editor_id.as_str());
+        let again = app.post(&accept, Some(&editor), json!({})).await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "{:?}", again.body);
+
+        let next = app.db.storage.propose(&id, "Another try.", None, None).await.unwrap();
+        let dismissed = app.post(&format!("/api/docs/{id}/proposals/{}/dismiss", next.id), Some(&editor), json!({})).await;
+        assert_eq!(dismissed.body["status"], "dismissed");
+        assert_eq!(app.get(&format!("/api/docs/{id}"), Some(&viewer)).await.body["content"], "By the workflow.");
+        let missing = app.post(&format!("/api/docs/{id}/proposals/nope/dismiss"), Some(&editor), json!({})).await;
+        assert_eq!(missing.status, StatusCode::NOT_FOUND, "{:?}", missing.body);
+        assert_eq!(missing.body["error"], "NOT_FOUND", "the envelope of every error: {:?}", missing.body);
+    }
 }

@@ -11,6 +11,7 @@ pub mod documents;
 pub mod ids;
 pub mod links;
 pub mod permission;
+pub mod proposals;
 pub mod search;
 pub mod users;
 

@@ -396,4 +396,34 @@ isocrates_testkit::on_both_backends! {
         assert_eq!(rows.len(), 1);
         assert_eq!(rows[0].action, "document.update");
     }
+
+    async fn a_proposal_waits_beside_its_page_until_a_person_decides(db) {
+        let s = &db.storage;
+        let id = create(s, doc("Core", "shop", "# Core\n\nBy a person.")).await;
+        let first = s.propose(&id, "AI text one", Some("First."), Some(json!({"generator": "isocrates"}))).await.unwrap();
+        let second = s.propose(&id, "AI text two", None, Some(json!({"generator": "isocrates", "run_id": "r2"}))).await.unwrap();
+        let listed = s.proposals(&id).await.unwrap();
+        assert_eq!(listed.iter().map(|p| (p.id.as_str(), p.status.as_str())).collect::<Vec<_>>(), [(second.id.as_str(), "open"), (first.id.as_str(), "superseded")]);
+        assert_eq!(s.document(&id).await.unwrap().unwrap().content, "# Core\n\nBy a person.", "a proposal changes nothing");
+
+        let stale = s.accept_proposal(&id, &first.id, "u1").await.unwrap_err();
+        assert!(matches!(stale, Error::Conflict(_)), "{stale:?}");
+        let (page, accepted) = s.accept_proposal(&id, &second.id, "u1").await.unwrap();
+        assert_eq!(page.content, "AI text two");
+        assert_eq!(accepted.decided_by.as_deref(), Some("u1"));
+        let version = &s.versions(&id, 0, 1).await.unwrap()[0];
+        assert_eq!(version.author_type, "ai");
+        assert_eq!(version.author_metadata.as_ref().unwrap()["accepted_by"], "u1");
+        assert_eq!(version.author_metadata.as_ref().unwrap()["run_id"], "r2");
+
+        let third = s.propose(&id, "AI text three", None, None).await.unwrap();
+        let dismissed = s.dismiss_proposal(&id, &third.id, "u2").await.unwrap();
+        assert_eq!(dismissed.status.as_str(), "dismissed");
+        assert_eq!(s.document(&id).await.unwrap().unwrap().content, "AI text two");
+        assert!(matches!(s.propose("doc-missing", "x", None, None).await, Err(Error::NotFound { .. })));
+
+        s.trash_document(&id).await.unwrap();
+        s.purge_document(&id).await.unwrap();
+        assert!(s.proposals(&id).await.unwrap().is_empty(), "purged with its page");
+    }
 }

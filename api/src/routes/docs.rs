@@ -20,7 +20,7 @@ use crate::AppState;
 use crate::auth::{AdminUser, AuthUser, Caller, MaybeUser};
 use crate::error::Error;
 use crate::extract::{Json, Path, Query, bounded};
-use crate::model::{DocumentListItem, DocumentOut, VersionOut};
+use crate::model::{DocumentListItem, DocumentOut, ProposalOut, VersionOut};
 use crate::routes::audit;
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -40,6 +40,9 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/docs/{doc_id}/versions", get(versions))
         .route("/api/docs/{doc_id}/versions/latest", get(latest_version))
         .route("/api/docs/{doc_id}/versions/{version_id}", get(version))
+        .route("/api/docs/{doc_id}/proposals", get(proposals))
+        .route("/api/docs/{doc_id}/proposals/{proposal_id}/accept", post(accept_proposal))
+        .route("/api/docs/{doc_id}/proposals/{proposal_id}/dismiss", post(dismiss_proposal))
 }
 
 /// The active document `id`, if the caller may read it; otherwise 404.
@@ -406,6 +409,57 @@ async fn version(
     version
         .map(|v| axum::Json(VersionOut::from(v)))
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: version_id })
+}
+
+async fn proposals(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(doc_id): Path<String>,
+) -> Result<axum::Json<Vec<ProposalOut>>, Error> {
+    readable(&state, &caller, &doc_id).await?;
+    let proposals = state.storage().proposals(&doc_id).await?;
+    Ok(axum::Json(proposals.into_iter().map(ProposalOut::from).collect()))
+}
+
+async fn accept_proposal(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path((doc_id, proposal_id)): Path<(String, String)>,
+) -> Result<axum::Json<Value>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let who = caller.user_id().unwrap_or_default();
+    let (doc, proposal) = state.storage().accept_proposal(&doc_id, &proposal_id, &who).await?;
+    audit(
+        &state,
+        &caller,
+        "document.proposal.accept",
+        &doc.id,
+        serde_json::json!({"proposal_id": proposal.id}),
+    )
+    .await;
+    Ok(axum::Json(serde_json::json!({
+        "document": DocumentOut::from(doc),
+        "proposal": ProposalOut::from(proposal),
+    })))
+}
+
+async fn dismiss_proposal(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path((doc_id, proposal_id)): Path<(String, String)>,
+) -> Result<axum::Json<ProposalOut>, Error> {
+    changeable(&state, &caller, &doc_id, Action::Edit).await?;
+    let who = caller.user_id().unwrap_or_default();
+    let proposal = state.storage().dismiss_proposal(&doc_id, &proposal_id, &who).await?;
+    audit(
+        &state,
+        &caller,
+        "document.proposal.dismiss",
+        &doc_id,
+        serde_json::json!({"proposal_id": proposal.id}),
+    )
+    .await;
+    Ok(axum::Json(ProposalOut::from(proposal)))
 }
 
 #[derive(Deserialize)]

@@ -12,7 +12,8 @@
 //!   retried or resumed run pays for no page twice;
 //! - `check_final` keeps every page whose latest version a person wrote;
 //! - `publish` stores the rest as AI versions with their provenance, one item per page,
-//!   and moves to the trash the pages the plan dropped, unless a person edited them.
+//!   keeps the AI text of the kept pages as proposals beside them, and moves to the trash
+//!   the pages the plan dropped, unless a person edited them.
 //!
 //! Everything the steps need from outside (storage, git settings, models, prompts) is in
 //! [`Docgen`].
@@ -792,8 +793,6 @@ async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             publish.push(page.title.clone());
         }
     }
-    // FIXME: a page kept for a person drops the AI text; it should be stored as a proposal
-    // beside the page, which a person can see and accept through the API.
     done(FinalCheck { publish, kept })
 }
 
@@ -823,7 +822,8 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
     let writer_model = d.models.writer.as_ref().map(|l| l.provider().model().to_string());
     let repo_folder_name = repo_folder(&input.repo_url);
     let mut documents_written = 0u64;
-    for page in written.pages.iter().filter(|p| checked.publish.contains(&p.title)) {
+    let mut proposals = 0u64;
+    for page in &written.pages {
         let Some(plan) = blueprint.pages.iter().find(|p| p.title == page.title) else { continue };
         let source_hashes: BTreeMap<&str, String> = plan
             .source_files
@@ -857,6 +857,20 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
             author: Author { author_type: AuthorType::Ai, metadata: Some(metadata) },
         };
         let storage = d.storage.clone();
+        if checked.kept.contains(&page.title) {
+            // A person wrote the page last: the AI text waits beside it as a proposal.
+            let id = document_id(Some(&input.repo_url), &new.path, &new.title, &new.doc_type);
+            ctx.item(&format!("propose:{}", title_key(&plan.title)), || async move {
+                let proposal = storage
+                    .propose(&id, &new.content, new.description.as_deref(), new.author.metadata)
+                    .await
+                    .map_err(storage_failure)?;
+                Ok(json!({"id": proposal.id}))
+            })
+            .await?;
+            proposals += 1;
+            continue;
+        }
         ctx.item(&format!("publish:{}", title_key(&plan.title)), || async move {
             let stored = storage.upsert_document(new, |_| true).await.map_err(storage_failure)?;
             let doc = match stored {
@@ -897,6 +911,7 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
         "documents_written": documents_written,
         "documents_skipped": documents_skipped,
         "kept_for_people": checked.kept,
+        "proposals": proposals,
         "failed": written.failed,
         "trashed": trashed,
         "planned_by": blueprint.planned_by,
