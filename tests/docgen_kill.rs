@@ -37,7 +37,11 @@ fn repository(dir: &Path) {
     std::fs::write(dir.join("README.md"), "# Parts\n").unwrap();
     std::fs::create_dir_all(dir.join("src")).unwrap();
     for i in 0..PAGES {
-        std::fs::write(dir.join(format!("src/part{i}.rs")), format!("/// Part {i}.\npub fn part{i}() {{}}\n")).unwrap();
+        std::fs::write(
+            dir.join(format!("src/part{i}.rs")),
+            format!("/// Part {i}.\npub fn part{i}() {{}}\n"),
+        )
+        .unwrap();
     }
     git(dir, &["add", "."]);
     git(dir, &["commit", "-q", "-m", "parts"]);
