@@ -650,3 +650,40 @@ fn generate_documents_a_repository_and_writes_a_wiki_that_mdbook_reads() {
     let text = stderr(&refused);
     assert!(text.trim().lines().count() == 1 && text.contains("ALLOWED_GIT_HOSTS"), "{text}");
 }
+
+#[test]
+fn generate_documents_this_very_repository_sensibly() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("self.db").display());
+    let out = dir.path().join("wiki");
+    let here = env!("CARGO_MANIFEST_DIR");
+    let output = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .args(["generate", here, "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let summary = std::fs::read_to_string(out.join("SUMMARY.md")).unwrap();
+    for crate_name in [
+        "isocrates-engine",
+        "isocrates-storage",
+        "isocrates-providers",
+        "isocrates-workflows",
+        "isocrates-api",
+    ] {
+        assert!(summary.contains(&format!("[{crate_name}]")), "a page per crate: {summary}");
+    }
+    let overview = std::fs::read_dir(&out)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .find(|e| e.file_name().to_string_lossy().ends_with("-overview.md"))
+        .expect("an overview page");
+    let text = std::fs::read_to_string(overview.path()).unwrap();
+    assert!(
+        text.contains("writes and maintains the technical documentation"),
+        "the README's purpose: {text}"
+    );
+    let engine = std::fs::read_to_string(out.join("modules/isocrates-engine.md")).unwrap();
+    assert!(engine.contains("`Engine::submit`"), "the engine's public API: {engine}");
+}

@@ -189,6 +189,8 @@ enum Planner {
     Plan,
     /// With prose, every time.
     Garbage,
+    /// With the plan, but the writer refuses every page after the first.
+    PlanThenRefuse,
 }
 
 /// A local server speaking OpenAI's chat completions: the planner gets a plan of the shop,
@@ -206,25 +208,29 @@ async fn model_server(planner: Planner) -> (String, Arc<Calls>) {
                 let text = if system.contains("editor of a technical wiki") {
                     calls.planner.fetch_add(1, Ordering::SeqCst);
                     match planner {
-                        Planner::Plan => plan_answer(),
+                        Planner::Plan | Planner::PlanThenRefuse => plan_answer(),
                         Planner::Garbage => "I think the wiki should be lovely.".to_string(),
                     }
                 } else {
-                    calls.writer.fetch_add(1, Ordering::SeqCst);
+                    let n = calls.writer.fetch_add(1, Ordering::SeqCst);
+                    if planner == Planner::PlanThenRefuse && n > 0 {
+                        let refusal = json!({"error": {"message": "this page is too long for the model", "type": "invalid_request_error"}});
+                        return (axum::http::StatusCode::BAD_REQUEST, axum::Json(refusal));
+                    }
                     // The writer's prompt starts "Page: TITLE (TYPE)."
                     let first = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ");
                     let page = first.rsplit_once(" (").map_or(first, |(title, _)| title).to_string();
                     calls.pages.lock().unwrap().push(page.clone());
                     page_answer(&system, &page)
                 };
-                axum::Json(json!({
+                (axum::http::StatusCode::OK, axum::Json(json!({
                     "id": "chatcmpl-test",
                     "object": "chat.completion",
                     "created": 1,
                     "model": "test-model",
                     "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
                     "usage": {"prompt_tokens": 100, "completion_tokens": 40},
-                }))
+                })))
             }
         }),
     );
@@ -563,6 +569,21 @@ on_both_backends! {
         assert!(run.error.as_deref().unwrap_or_default().contains("nothing to document"), "{:?}", run.error);
         let filter = ListFilter { skip: 0, limit: 10, path_prefix: None, repo_url: None, scope: ReadScope::All };
         assert!(harness.storage.documents(&filter).await.unwrap().is_empty(), "nothing published");
+    }
+
+    async fn a_run_that_writes_fewer_than_half_its_pages_publishes_none(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, calls) = model_server(Planner::PlanThenRefuse).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        let run = harness.run(repo, false).await;
+        assert_eq!(run.status, RunStatus::Failed);
+        let error = run.error.unwrap_or_default();
+        assert!(error.contains("only 1 of 7 pages were written") && error.contains("nothing was published"), "{error}");
+        assert!(error.contains("too long for the model"), "the provider's reason: {error}");
+        assert_eq!(calls.writer(), 7, "a refused page is not asked again");
+        assert!(harness.pages(repo).await.is_empty(), "nothing published half way");
     }
 
     async fn a_planner_that_answers_garbage_every_time_gives_way_to_the_analysis(db) {

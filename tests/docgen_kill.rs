@@ -146,6 +146,10 @@ on_both_backends! {
             assert!(tokio::time::Instant::now() < deadline, "three pages were never written: {now:?}");
             tokio::time::sleep(Duration::from_millis(20)).await;
         };
+        // The job says how far the write step got.
+        let job = isocrates_api::model::JobOut::load(&engine, &engine.run(&run.id).await.unwrap()).await.unwrap();
+        let progress = job.steps[4].output_summary.clone().unwrap_or_default();
+        assert!(progress.ends_with(&format!(" of {PAGES} pages written")), "{progress}");
         first.kill();
         let before_kill = written.lock().unwrap().clone();
 
@@ -171,6 +175,11 @@ on_both_backends! {
             assert!(calls.contains(&format!("Part {i}")), "Part {i} was never written: {calls:?}");
         }
         assert!(calls.len() <= PAGES + 1, "at most the page in flight at the kill is paid twice: {calls:?}");
+        let job = isocrates_api::model::JobOut::load(&engine, &finished).await.unwrap();
+        let summaries: Vec<String> = job.steps.iter().map(|s| s.output_summary.clone().unwrap_or_default()).collect();
+        assert!(summaries[0].starts_with("commit ") && summaries[0].ends_with(&format!(": {} files", PAGES + 1)), "{summaries:?}");
+        assert_eq!(summaries[4], format!("{PAGES} of {PAGES} pages written, 0 failed"));
+        assert!(summaries[6].starts_with(&format!("{PAGES} pages published")), "{summaries:?}");
         let steps = engine.steps(&run.id).await.unwrap();
         let write: Vec<&str> = steps.iter().filter(|s| s.step == "write").map(|s| s.status.as_str()).collect();
         assert_eq!(write, ["interrupted", "succeeded"]);

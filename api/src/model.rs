@@ -326,14 +326,28 @@ impl JobOut {
         let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
         let mut attempts = engine.steps_of_runs(&ids).await?;
         let facts = isocrates_workflows::docgen::facts(engine, runs).await?;
-        runs.iter()
-            .zip(facts)
-            .map(|(run, facts)| {
-                let names = engine.step_names(&run.workflow)?;
-                let attempts = attempts.remove(&run.id).unwrap_or_default();
-                Ok(JobOut::new(run, &names, &attempts, facts))
-            })
-            .collect()
+        let mut jobs = Vec::with_capacity(runs.len());
+        for (run, facts) in runs.iter().zip(facts) {
+            let names = engine.step_names(&run.workflow)?;
+            let attempts = attempts.remove(&run.id).unwrap_or_default();
+            let mut job = JobOut::new(run, &names, &attempts, facts.clone());
+            // A running step that fans out says how far it got.
+            if run.status == RunStatus::Running
+                && let Some(name) = names.get(run.current_step)
+            {
+                let done = engine.items_done(run, name).await?;
+                if done > 0
+                    && let Some(step) = job.steps.get_mut(run.current_step)
+                {
+                    step.output_summary = Some(match (name.as_str(), facts.pages_to_write) {
+                        ("write", Some(total)) => format!("{done} of {total} pages written"),
+                        _ => format!("{done} done so far"),
+                    });
+                }
+            }
+            jobs.push(job);
+        }
+        Ok(jobs)
     }
 
     /// The job of `run`, whose workflow has the steps `names` and whose attempts are

@@ -172,6 +172,8 @@ pub struct RunFacts {
     pub documents_written: u64,
     /// Pages left as they were.
     pub documents_skipped: u64,
+    /// Pages the plan asked this run to write, once it is planned.
+    pub pages_to_write: Option<u64>,
 }
 
 /// The field of the clone step's checkpoint naming the commit it checked out.
@@ -189,6 +191,7 @@ pub async fn facts(
         runs.iter().filter(|r| r.workflow == WORKFLOW && r.started_at.is_some()).cloned().collect();
     let clones = engine.checkpoints(&ours, STEPS[0]).await?;
     let publishes = engine.checkpoints(&ours, STEPS[STEPS.len() - 1]).await?;
+    let plans = engine.checkpoints(&ours, "plan").await?;
     Ok(runs
         .iter()
         .map(|run| {
@@ -204,6 +207,10 @@ pub async fn facts(
                     .and_then(|clone| clone[CLONE_COMMIT_FIELD].as_str())
                     .map(str::to_string);
             }
+            facts.pages_to_write = plans
+                .get(&run.id)
+                .and_then(|plan| plan["write"].as_array())
+                .map(|w| w.len() as u64);
             if let Some(publish) = publishes.get(&run.id) {
                 let [written, skipped] =
                     PUBLISH_COUNT_FIELDS.map(|f| publish[f].as_u64().unwrap_or(0));

@@ -212,10 +212,14 @@ fn output<T: DeserializeOwned>(ctx: &StepContext, step: &str) -> Result<T, StepE
         .map_err(|e| StepError::permanent(format!("the {step} checkpoint cannot be read: {e}")))
 }
 
-fn done(value: impl Serialize) -> Result<StepOutcome, StepError> {
-    serde_json::to_value(value)
-        .map(StepOutcome::Done)
-        .map_err(|e| StepError::permanent(format!("the checkpoint cannot be written: {e}")))
+/// The checkpoint `value`, with the one line the job's step history shows for it.
+fn done(value: impl Serialize, summary: String) -> Result<StepOutcome, StepError> {
+    let mut value = serde_json::to_value(value)
+        .map_err(|e| StepError::permanent(format!("the checkpoint cannot be written: {e}")))?;
+    if let Value::Object(fields) = &mut value {
+        fields.insert("summary".into(), Value::String(summary));
+    }
+    Ok(StepOutcome::Done(value))
 }
 
 fn git_failure(error: GitError) -> StepError {
@@ -252,7 +256,9 @@ async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     })
     .await?;
     tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
-    done(CloneOutput { commit_sha, default_branch, files })
+    let summary =
+        format!("commit {}: {} files", &commit_sha[..commit_sha.len().min(12)], files.len());
+    done(CloneOutput { commit_sha, default_branch, files }, summary)
 }
 
 /// The snapshot of the run's commit, fetched again if this worker has no clone of it.
@@ -303,7 +309,14 @@ async fn analyze_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, S
         modules = analysis.modules.len(),
         "analysed"
     );
-    done(analysis)
+    let summary = format!(
+        "{} files in {} modules, {} skipped, about {} tokens",
+        analysis.files.len(),
+        analysis.modules.len(),
+        analysis.skipped.len(),
+        analysis.token_estimate
+    );
+    done(analysis, summary)
 }
 
 /// The repository's published pages with the provenance of their latest AI version.
@@ -388,7 +401,9 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             )));
         }
     }
-    done(EarlyCheck { published, last_commit, stale })
+    let summary =
+        format!("{} published pages, {} with changed sources", published.len(), stale.len());
+    done(EarlyCheck { published, last_commit, stale }, summary)
 }
 
 /// Adds what `calls` spent to the run.
@@ -513,13 +528,27 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
                 .filter(|p| early.stale.contains(&p.title))
                 .map(|p| p.title.clone())
                 .collect();
-            return done(Blueprint {
-                summary: analysis.readme.clone().unwrap_or_default().chars().take(300).collect(),
-                pages,
-                planned_by: PlannedBy::PreviousRun,
-                write,
-                note: None,
-            });
+            let line = format!(
+                "{} published pages kept as the plan, {} to rewrite",
+                pages.len(),
+                write.len()
+            );
+            return done(
+                Blueprint {
+                    summary: analysis
+                        .readme
+                        .clone()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(300)
+                        .collect(),
+                    pages,
+                    planned_by: PlannedBy::PreviousRun,
+                    write,
+                    note: None,
+                },
+                line,
+            );
         }
     }
 
@@ -585,8 +614,12 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
             page.replaces_title = None;
         }
     }
-    let write = pages.iter().map(|p| p.title.clone()).collect();
-    done(Blueprint { summary, pages, planned_by, write, note })
+    let write: Vec<String> = pages.iter().map(|p| p.title.clone()).collect();
+    let line = match planned_by {
+        PlannedBy::Planner => format!("{} pages planned by the planner", write.len()),
+        _ => format!("{} pages planned from the analysis", write.len()),
+    };
+    done(Blueprint { summary, pages, planned_by, write, note }, line)
 }
 
 /// Whether a failed call should fail the step for a later retry rather than fall back:
@@ -683,7 +716,8 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     pages.sort_by(|a, b| a.title.cmp(&b.title));
     failed.sort();
     tracing::info!(run.id = %ctx.run_id, written = pages.len(), failed = failed.len(), total, "pages written");
-    done(WriteOutput { pages, failed })
+    let summary = format!("{} of {total} pages written, {} failed", pages.len(), failed.len());
+    done(WriteOutput { pages, failed }, summary)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -793,7 +827,8 @@ async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             publish.push(page.title.clone());
         }
     }
-    done(FinalCheck { publish, kept })
+    let summary = format!("{} to publish, {} kept as people wrote them", publish.len(), kept.len());
+    done(FinalCheck { publish, kept }, summary)
 }
 
 async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
@@ -907,14 +942,21 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
         trashed = trashed.len(),
         "published"
     );
-    done(json!({
-        "documents_written": documents_written,
-        "documents_skipped": documents_skipped,
-        "kept_for_people": checked.kept,
-        "proposals": proposals,
-        "failed": written.failed,
-        "trashed": trashed,
-        "planned_by": blueprint.planned_by,
-        "note": blueprint.note,
-    }))
+    let summary = format!(
+        "{documents_written} pages published, {documents_skipped} left as they were, {proposals} proposals, {} trashed",
+        trashed.len()
+    );
+    done(
+        json!({
+            "documents_written": documents_written,
+            "documents_skipped": documents_skipped,
+            "kept_for_people": checked.kept,
+            "proposals": proposals,
+            "failed": written.failed,
+            "trashed": trashed,
+            "planned_by": blueprint.planned_by,
+            "note": blueprint.note,
+        }),
+        summary,
+    )
 }
