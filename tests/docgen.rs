@@ -536,6 +536,19 @@ on_both_backends! {
         assert_eq!(run.usage.tokens_in, 0);
         let version = &harness.storage.versions(&overview.id, 0, 1).await.unwrap()[0];
         assert_eq!(version.author_metadata.as_ref().unwrap()["model"], "static");
+
+        // A new module gets a page; the pages of modules that did not change stay.
+        write(origin.path(), "extra/Cargo.toml", "[package]\nname = \"shop-extra\"\n");
+        write(origin.path(), "extra/src/lib.rs", "/// Extras.\npub fn extra() {}\n");
+        git(origin.path(), &["add", "."]);
+        git(origin.path(), &["commit", "-q", "-m", "extras"]);
+        let grown = harness.run(repo, false).await;
+        assert_eq!(grown.status, RunStatus::Completed, "{:?}", grown.error);
+        let pages = harness.pages(repo).await;
+        assert!(pages.iter().any(|p| p.title == "shop-extra"), "a page for the new module");
+        let core = pages.iter().find(|p| p.title == "shop-core").unwrap();
+        assert_eq!(harness.storage.versions(&core.id, 0, 10).await.unwrap().len(), 1, "shop-core was not rewritten");
+        assert_linked_wiki(&pages, origin.path());
     }
 
     async fn bad_input_ends_in_a_clear_state_and_publishes_nothing(db) {

@@ -144,6 +144,9 @@ pub struct Published {
     pub source_hashes: BTreeMap<String, String>,
     /// The commit of its latest AI version.
     pub commit_sha: Option<String>,
+    /// The modules the repository had when the page was planned.
+    #[serde(default)]
+    pub planned_modules: Vec<String>,
 }
 
 /// The checkpoint of `check_early`.
@@ -155,6 +158,10 @@ pub struct EarlyCheck {
     pub last_commit: Option<String>,
     /// The titles of published pages whose sources changed.
     pub stale: Vec<String>,
+    /// Modules with source files that no published page reads (new ones): the wiki needs
+    /// a new plan to cover them.
+    #[serde(default)]
+    pub uncovered: Vec<String>,
 }
 
 /// One written page, as the `write` step records it.
@@ -353,6 +360,8 @@ async fn published_pages(storage: &Storage, repo_url: &str) -> Result<Vec<Publis
             latest_author,
             source_hashes,
             commit_sha: metadata["repo_commit_sha"].as_str().map(str::to_string),
+            planned_modules: serde_json::from_value(metadata["planned_modules"].clone())
+                .unwrap_or_default(),
         });
     }
     pages.sort_by(|a, b| a.title.cmp(&b.title));
@@ -390,20 +399,55 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
         })
         .map(|p| p.title.clone())
         .collect();
+    let analysis: Analysis = output(&ctx, "analyze")?;
+    // A module the wiki was not planned with (a new one) asks for a new plan. Pages
+    // published before this was recorded count the modules their sources cover.
+    let known: BTreeSet<&str> =
+        published.iter().flat_map(|p| p.planned_modules.iter().map(String::as_str)).collect();
+    let covered: BTreeSet<&str> =
+        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
+    let uncovered: Vec<String> = if published.is_empty() {
+        Vec::new()
+    } else {
+        modules_with_sources(&analysis)
+            .into_iter()
+            .filter(|m| {
+                if known.is_empty() {
+                    !m.files.iter().any(|f| covered.contains(f.as_str()))
+                } else {
+                    !known.contains(m.path.as_str())
+                }
+            })
+            .map(|m| m.path.clone())
+            .collect()
+    };
     if !input.force && !published.is_empty() {
         let short_commit: String = cloned.commit_sha.chars().take(12).collect();
         if last_commit.as_deref() == Some(cloned.commit_sha.as_str()) {
             return Ok(StepOutcome::SkipRun(format!("commit {short_commit} is already published")));
         }
-        if stale.is_empty() {
+        if stale.is_empty() && uncovered.is_empty() {
             return Ok(StepOutcome::SkipRun(format!(
                 "commit {short_commit} changes no source file of a published page"
             )));
         }
     }
-    let summary =
-        format!("{} published pages, {} with changed sources", published.len(), stale.len());
-    done(EarlyCheck { published, last_commit, stale }, summary)
+    let summary = format!(
+        "{} published pages, {} with changed sources, {} new modules",
+        published.len(),
+        stale.len(),
+        uncovered.len()
+    );
+    done(EarlyCheck { published, last_commit, stale, uncovered }, summary)
+}
+
+/// The modules that hold source files, the ones a wiki must cover.
+fn modules_with_sources(analysis: &Analysis) -> Vec<&crate::analyze::Module> {
+    analysis
+        .modules
+        .iter()
+        .filter(|m| m.files.iter().any(|f| analysis.file(f).is_some_and(|f| f.language.is_some())))
+        .collect()
 }
 
 /// Adds what `calls` spent to the run.
@@ -498,9 +542,9 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
     let name = repo_name(&input.repo_url).to_string();
     let max_pages = d.settings.max_pages;
 
-    // The published pages are the plan unless a new one is asked for: their sources may
-    // have changed, not the shape of the wiki.
-    if !input.force && !early.published.is_empty() {
+    // The published pages are the plan unless a new one is asked for or a module no page
+    // covers appeared: their sources may have changed, not the shape of the wiki.
+    if !input.force && !early.published.is_empty() && early.uncovered.is_empty() {
         let known: BTreeSet<&str> = analysis.files.iter().map(|f| f.path.as_str()).collect();
         let pages: Vec<PlannedPage> = early
             .published
@@ -614,10 +658,28 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
             page.replaces_title = None;
         }
     }
-    let write: Vec<String> = pages.iter().map(|p| p.title.clone()).collect();
+    // A new plan rewrites what is new or changed; a forced run rewrites everything.
+    let before: BTreeMap<String, BTreeSet<&str>> = early
+        .published
+        .iter()
+        .map(|p| (title_key(&p.title), p.source_hashes.keys().map(String::as_str).collect()))
+        .collect();
+    let write: Vec<String> = pages
+        .iter()
+        .filter(|p| {
+            input.force
+                || early.stale.contains(&p.title)
+                || before.get(&title_key(&p.title)).is_none_or(|sources| {
+                    *sources != p.source_files.iter().map(String::as_str).collect::<BTreeSet<_>>()
+                })
+        })
+        .map(|p| p.title.clone())
+        .collect();
     let line = match planned_by {
-        PlannedBy::Planner => format!("{} pages planned by the planner", write.len()),
-        _ => format!("{} pages planned from the analysis", write.len()),
+        PlannedBy::Planner => {
+            format!("{} pages planned by the planner, {} to write", pages.len(), write.len())
+        }
+        _ => format!("{} pages planned from the analysis, {} to write", pages.len(), write.len()),
     };
     done(Blueprint { summary, pages, planned_by, write, note }, line)
 }
@@ -838,6 +900,9 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
     let blueprint: Blueprint = output(&ctx, "plan")?;
     let written: WriteOutput = output(&ctx, "write")?;
     let checked: FinalCheck = output(&ctx, "check_final")?;
+    let analysis: Analysis = output(&ctx, "analyze")?;
+    let planned_modules: Vec<String> =
+        modules_with_sources(&analysis).into_iter().map(|m| m.path.clone()).collect();
     let asked = blueprint.write.len();
     if asked > 0 && written.pages.len() * 2 < asked {
         let first = written
@@ -874,6 +939,7 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
             "writer_model": writer_model,
             "model": page.model,
             "planned_by": blueprint.planned_by,
+            "planned_modules": planned_modules,
             "source_files": plan.source_files,
             "source_hashes": source_hashes,
             "tokens_in": page.tokens_in,
