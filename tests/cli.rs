@@ -29,18 +29,7 @@ fn isocrates(dir: &Path, db_url: &str) -> Command {
 
 /// A git repository with a README and one Rust file; returns its path.
 fn small_repository(dir: &Path) -> String {
-    let git = |args: &[&str]| {
-        let status = Command::new("git")
-            .current_dir(dir)
-            .args(args)
-            .env("GIT_AUTHOR_NAME", "Test")
-            .env("GIT_AUTHOR_EMAIL", "test@example.com")
-            .env("GIT_COMMITTER_NAME", "Test")
-            .env("GIT_COMMITTER_EMAIL", "test@example.com")
-            .output()
-            .unwrap();
-        assert!(status.status.success(), "git {args:?}");
-    };
+    let git = |args: &[&str]| isocrates_testkit::git(dir, args);
     git(&["init", "-q", "-b", "main"]);
     std::fs::write(dir.join("README.md"), "# Tiny\n\nA tiny crate.\n").unwrap();
     std::fs::write(dir.join("Cargo.toml"), "[package]\nname = \"tiny\"\n").unwrap();

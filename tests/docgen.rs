@@ -4,7 +4,6 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,25 +16,13 @@ use isocrates_storage::documents::{
     Author, AuthorType, ContentUpdate, Document, ListFilter, ReadScope,
 };
 use isocrates_storage::links::{parse_wikilinks, title_key};
-use isocrates_testkit::{on_both_backends, test_docgen};
+use isocrates_testkit::{
+    chat_completion, git, on_both_backends, serve_on_loopback, test_docgen, written_page_title,
+};
 use isocrates_workflows::docgen::{DocgenInput, Trigger};
 use isocrates_workflows::pipeline::{self, Docgen, Models};
 use secrecy::SecretString;
 use serde_json::{Value, json};
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .expect("git runs");
-    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
-    String::from_utf8(output.stdout).unwrap().trim().to_string()
-}
 
 fn write(dir: &Path, path: &str, text: &str) {
     let path = dir.join(path);
@@ -217,27 +204,15 @@ async fn model_server(planner: Planner) -> (String, Arc<Calls>) {
                         let refusal = json!({"error": {"message": "this page is too long for the model", "type": "invalid_request_error"}});
                         return (axum::http::StatusCode::BAD_REQUEST, axum::Json(refusal));
                     }
-                    // The writer's prompt starts "Page: TITLE (TYPE)."
-                    let first = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ");
-                    let page = first.rsplit_once(" (").map_or(first, |(title, _)| title).to_string();
+                    let page = written_page_title(&prompt);
                     calls.pages.lock().unwrap().push(page.clone());
                     page_answer(&system, &page)
                 };
-                (axum::http::StatusCode::OK, axum::Json(json!({
-                    "id": "chatcmpl-test",
-                    "object": "chat.completion",
-                    "created": 1,
-                    "model": "test-model",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 100, "completion_tokens": 40},
-                })))
+                (axum::http::StatusCode::OK, axum::Json(chat_completion(&text, 100, 40)))
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, calls)
+    (format!("{}/v1", serve_on_loopback(app).await), calls)
 }
 
 fn plan_answer() -> String {

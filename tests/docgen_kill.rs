@@ -11,25 +11,14 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use isocrates_engine::{Engine, RunStatus};
-use isocrates_testkit::{on_both_backends, test_docgen};
+use isocrates_testkit::{
+    chat_completion, git, on_both_backends, serve_on_loopback, test_docgen, written_page_title,
+};
 use isocrates_workflows::docgen::{DocgenInput, Trigger};
 use isocrates_workflows::pipeline;
 use serde_json::{Value, json};
 
 const PAGES: usize = 8;
-
-fn git(dir: &Path, args: &[&str]) {
-    let output = Command::new("git")
-        .current_dir(dir)
-        .args(args)
-        .env("GIT_AUTHOR_NAME", "Test")
-        .env("GIT_AUTHOR_EMAIL", "test@example.com")
-        .env("GIT_COMMITTER_NAME", "Test")
-        .env("GIT_COMMITTER_EMAIL", "test@example.com")
-        .output()
-        .unwrap();
-    assert!(output.status.success(), "git {args:?}");
-}
 
 /// A repository of one file per page to be.
 fn repository(dir: &Path) {
@@ -66,23 +55,15 @@ async fn slow_model() -> (String, Arc<Mutex<Vec<String>>>) {
                     json!({"summary": "Parts.", "pages": pages}).to_string()
                 } else {
                     tokio::time::sleep(Duration::from_millis(300)).await;
-                    let first = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ");
-                    let title = first.rsplit_once(" (").map_or(first, |(t, _)| t).to_string();
+                    let title = written_page_title(prompt);
                     log.lock().unwrap().push(title.clone());
                     format!("{title} does one thing.")
                 };
-                axum::Json(json!({
-                    "model": "test-model",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 10, "completion_tokens": 5},
-                }))
+                axum::Json(chat_completion(&text, 10, 5))
             }
         }),
     );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-    (url, written)
+    (format!("{}/v1", serve_on_loopback(app).await), written)
 }
 
 /// An `isocrates worker`, killed when dropped.

@@ -28,6 +28,49 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// Runs `git ARGS` in `dir` as a fixed author and returns what it printed, trimmed; a
+/// failing git fails the test with git's message.
+pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
+    let output = std::process::Command::new("git")
+        .current_dir(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "Test")
+        .env("GIT_AUTHOR_EMAIL", "test@example.com")
+        .env("GIT_COMMITTER_NAME", "Test")
+        .env("GIT_COMMITTER_EMAIL", "test@example.com")
+        .output()
+        .expect("git runs");
+    assert!(output.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8_lossy(&output.stdout).trim().to_string()
+}
+
+/// Serves `app` on a free loopback port for the rest of the test; returns
+/// `http://127.0.0.1:PORT`.
+pub async fn serve_on_loopback(app: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+    let url = format!("http://{}", listener.local_addr().expect("its address"));
+    tokio::spawn(async move { axum::serve(listener, app).await.expect("the test server runs") });
+    url
+}
+
+/// A chat completion as OpenAI's API answers one, with its token counts.
+pub fn chat_completion(text: &str, tokens_in: u64, tokens_out: u64) -> Value {
+    serde_json::json!({
+        "id": "chatcmpl-test",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "test-model",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": tokens_in, "completion_tokens": tokens_out},
+    })
+}
+
+/// The title of the page a writer prompt asks for: its first line is `Page: TITLE (TYPE).`
+pub fn written_page_title(prompt: &str) -> String {
+    let first = prompt.lines().next().unwrap_or_default().trim_start_matches("Page: ");
+    first.rsplit_once(" (").map_or(first, |(title, _)| title).to_string()
+}
+
 /// A fresh, migrated database that disappears with the value.
 pub struct TestDb {
     /// The URL the database answers at.
