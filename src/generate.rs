@@ -10,7 +10,7 @@ use anyhow::Context;
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 use isocrates_engine::{Engine, RunStatus};
 use isocrates_storage::Storage;
-use isocrates_storage::documents::{Document, ListFilter, ReadScope};
+use isocrates_storage::documents::Document;
 use isocrates_storage::links::title_key;
 use isocrates_workflows::STEPS;
 use isocrates_workflows::docgen::{self, DocgenInput, Trigger};
@@ -151,14 +151,7 @@ pub async fn run(
 /// Writes the repository's pages under `out` as markdown with relative links, and a
 /// `SUMMARY.md` listing them for mdBook. Returns how many pages it wrote.
 pub async fn export(storage: &Storage, repo_url: &str, out: &Path) -> anyhow::Result<usize> {
-    let filter = ListFilter {
-        skip: 0,
-        limit: 10_000,
-        path_prefix: None,
-        repo_url: Some(repo_url.to_string()),
-        scope: ReadScope::All,
-    };
-    let mut documents = storage.documents(&filter).await?;
+    let mut documents = storage.documents_of_repo(repo_url).await?;
     let folder = docgen::repo_folder(repo_url);
     let order = |d: &Document| match d.doc_type.as_str() {
         "overview" => 0,

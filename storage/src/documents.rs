@@ -551,6 +551,18 @@ impl Storage {
         Ok(if inserted { Upserted::Created(doc) } else { Upserted::Updated(doc) })
     }
 
+    /// Every active document of a repository, however many: the pages a documentation run
+    /// works on.
+    pub async fn documents_of_repo(&self, repo_url: &str) -> Result<Vec<Document>, Error> {
+        let repo = check_repo_url(Some(repo_url))?.unwrap_or_default();
+        let mut q = QueryBuilder::new("SELECT ");
+        q.push(DOC_COLUMNS)
+            .push(" FROM documents WHERE deleted_at IS NULL AND repo_url = ")
+            .bind(repo);
+        q.push(" ORDER BY path, title");
+        self.fetch_documents(q).await
+    }
+
     /// An active (not trashed) document.
     pub async fn document(&self, id: &str) -> Result<Option<Document>, Error> {
         let sql =

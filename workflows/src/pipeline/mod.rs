@@ -30,7 +30,7 @@ use isocrates_engine::{StepContext, StepError, StepOutcome, Usage, Workflow};
 use isocrates_providers::json::{JsonError, complete_json};
 use isocrates_providers::{CallError, Llm};
 use isocrates_storage::Storage;
-use isocrates_storage::documents::{Author, AuthorType, ListFilter, NewDocument, ReadScope};
+use isocrates_storage::documents::{Author, AuthorType, NewDocument};
 use isocrates_storage::ids::document_id;
 use isocrates_storage::links::title_key;
 use serde::de::DeserializeOwned;
@@ -329,14 +329,7 @@ async fn analyze_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, S
 /// The repository's published pages with the provenance of their latest AI version.
 async fn published_pages(storage: &Storage, repo_url: &str) -> Result<Vec<Published>, StepError> {
     let folder = repo_folder(repo_url);
-    let filter = ListFilter {
-        skip: 0,
-        limit: 10_000,
-        path_prefix: None,
-        repo_url: Some(repo_url.to_string()),
-        scope: ReadScope::All,
-    };
-    let documents = storage.documents(&filter).await.map_err(storage_failure)?;
+    let documents = storage.documents_of_repo(repo_url).await.map_err(storage_failure)?;
     let mut pages = Vec::new();
     for doc in documents {
         let versions = storage.versions(&doc.id, 0, 50).await.map_err(storage_failure)?;
