@@ -54,6 +54,8 @@ pub struct Config {
     pub git: isocrates_workflows::git::GitConfig,
     /// `MAX_PAGES`: the most pages a repository's wiki gets (16 by default).
     pub max_pages: usize,
+    /// `GITHUB_WEBHOOK_SECRET` or the file `GITHUB_WEBHOOK_SECRET_FILE` names.
+    pub webhook_secret: Option<SecretString>,
 }
 
 /// The default of `WORKERS`.
@@ -214,6 +216,7 @@ impl Config {
             prompts_dir,
             git,
             max_pages,
+            webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
         };
         config.check_production()?;
         Ok(config)

@@ -297,6 +297,12 @@ fn log_models(config: &Config) {
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
+    if config.auth_enabled && config.webhook_secret.is_none() {
+        anyhow::bail!(
+            "AUTH_ENABLED=true needs GITHUB_WEBHOOK_SECRET (or GITHUB_WEBHOOK_SECRET_FILE): set it \
+             to the secret your GitHub webhooks sign with"
+        );
+    }
     log_models(&config);
     let prompts = prompts::load(&config)?;
     let (storage, engine) = open_engine(&config, prompts).await?;
@@ -305,6 +311,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         public_read: config.public_read,
         jwt_secret: jwt_secret(&config),
         max_body_bytes: config.max_body_bytes,
+        webhook_secret: config.webhook_secret.clone(),
     };
     let state =
         AppState::new(storage.clone(), engine.clone(), api_config).map_err(anyhow::Error::msg)?;

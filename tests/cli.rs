@@ -19,6 +19,7 @@ fn isocrates(dir: &Path, db_url: &str) -> Command {
         .env_clear()
         .env("DATABASE_URL", db_url)
         .env("JWT_SECRET_KEY", SECRET)
+        .env("GITHUB_WEBHOOK_SECRET", "cli-webhook-secret")
         .env("LOG_LEVEL", "info")
         // github.com is refused, so a job for it fails at once and for good; local
         // repositories made by the tests are documented.
@@ -396,6 +397,17 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
     assert_eq!(production.status.code(), Some(2));
     let text = stderr(&production);
     assert!(text.contains("AUTH_ENABLED") && text.contains("JWT_SECRET_KEY"), "{text}");
+
+    let unsigned = isocrates(dir.path(), "sqlite://x.db")
+        .env_remove("GITHUB_WEBHOOK_SECRET")
+        .env("PORT", free_port().to_string())
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert!(!unsigned.status.success(), "serve with auth on refuses an empty webhook secret");
+    let line =
+        stderr(&unsigned).lines().find(|l| l.starts_with("error:")).unwrap_or_default().to_string();
+    assert!(line.contains("GITHUB_WEBHOOK_SECRET"), "{}", stderr(&unsigned));
 }
 
 #[test]

@@ -49,6 +49,21 @@ where
     }
 }
 
+/// The raw body, for a handler that must see the exact bytes (a signature covers them);
+/// over the limit it is the envelope's 413.
+pub struct RawBody(pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Error> {
+        read_body(req, state).await.map(RawBody)
+    }
+}
+
 /// The configured body limit, put on each request so errors can name it.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyLimit(pub usize);

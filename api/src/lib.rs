@@ -37,6 +37,9 @@ pub struct ApiConfig {
     pub jwt_secret: SecretString,
     /// The largest request body accepted.
     pub max_body_bytes: usize,
+    /// `GITHUB_WEBHOOK_SECRET`: the key of webhook signatures; without it deliveries are
+    /// refused.
+    pub webhook_secret: Option<SecretString>,
 }
 
 struct Inner {
@@ -96,6 +99,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::links::routes())
         .merge(routes::search::routes())
         .merge(routes::jobs::routes())
+        .merge(routes::webhooks::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -203,6 +203,7 @@ async fn document_api(db: &TestDb) -> anyhow::Result<(SocketAddr, String, String
         public_read: false,
         jwt_secret: "bench-secret-bench-secret-bench-secret-01".to_string().into(),
         max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
+        webhook_secret: None,
     };
     let engine = isocrates_engine::Engine::new(storage.db().clone(), Vec::new()).await?;
     let state = AppState::new(storage, engine, config).map_err(anyhow::Error::msg)?;

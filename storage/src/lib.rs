@@ -7,6 +7,7 @@
 //! (the derived ids and the normalisation behind them) and [`search`] (full-text search).
 
 pub mod audit;
+pub mod deliveries;
 pub mod documents;
 pub mod ids;
 pub mod links;

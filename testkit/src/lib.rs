@@ -28,6 +28,9 @@ pub fn postgres_admin_url() -> String {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_string())
 }
 
+/// The secret the test API checks webhook signatures with.
+pub const TEST_WEBHOOK_SECRET: &str = "test-webhook-secret";
+
 /// Runs `git ARGS` in `dir` as a fixed author and returns what it printed, trimmed; a
 /// failing git fails the test with git's message.
 pub fn git(dir: &std::path::Path, args: &[&str]) -> String {
@@ -256,6 +259,7 @@ impl TestApp {
             public_read: false,
             jwt_secret: TEST_JWT_SECRET.to_string().into(),
             max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
+            webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string().into()),
         };
         adjust(&mut config);
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");

@@ -6,6 +6,7 @@ pub mod links;
 pub mod search;
 pub mod service;
 pub mod users;
+pub mod webhooks;
 
 use axum::extract::Request;
 use isocrates_storage::audit::AuditEntry;
