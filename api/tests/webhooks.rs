@@ -210,4 +210,71 @@ on_both_backends! {
         assert_eq!(skipped.usage.tokens_in, 0);
         let _ = stop.send(());
     }
+
+    async fn two_hundred_deliveries_over_twenty_repositories_publish_every_newest_commit(db) {
+        const REPOS: usize = 20;
+        const PUSHES: usize = 10;
+        let app = TestApp::new(db, true).await;
+        let root = tempfile::tempdir().unwrap();
+        // Every repository gets its ten commits first; the pushes then arrive in rounds.
+        let mut commits: Vec<Vec<String>> = Vec::new();
+        for r in 0..REPOS {
+            let repo = root.path().join(format!("repo{r}"));
+            std::fs::create_dir_all(&repo).unwrap();
+            git(&repo, &["init", "-q", "-b", "main"]);
+            commit_file(&repo, "Cargo.toml", &format!("[package]\nname = \"repo{r}\"\n"));
+            let mut shas = Vec::new();
+            for k in 0..PUSHES {
+                shas.push(commit_file(&repo, "src/lib.rs", &format!("/// Version {k}.\npub fn v{k}() {{}}\n")));
+            }
+            commits.push(shas);
+        }
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = app.engine.worker("load-test", 2).heartbeat(Duration::from_secs(2));
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+
+        // Ten rounds of twenty pushes, 40 ms apart: the 200 deliveries arrive within a few
+        // seconds while the worker runs.
+        let mut last_jobs = vec![String::new(); REPOS];
+        for k in 0..PUSHES {
+            for (r, (shas, last)) in commits.iter().zip(last_jobs.iter_mut()).enumerate() {
+                let repo = root.path().join(format!("repo{r}"));
+                let body = local_push(&repo, &shas[k], &["src/lib.rs"]);
+                let (status, answer) = signed(&app, "push", &format!("load-{r}-{k}"), body).await;
+                assert_eq!((status, answer["status"].as_str()), (StatusCode::OK, Some("queued")), "{answer}");
+                *last = answer["job_id"].as_str().unwrap().to_string();
+            }
+            let queued = app
+                .engine
+                .runs(&isocrates_engine::RunFilter { status: Some(isocrates_engine::RunStatus::Queued), limit: 1000, ..Default::default() })
+                .await
+                .unwrap();
+            let mut per_repo = std::collections::HashMap::new();
+            for run in &queued {
+                *per_repo.entry(run.concurrency_key.clone()).or_insert(0) += 1;
+            }
+            assert!(per_repo.values().all(|n| *n <= 1), "at most one queued run per repository: {per_repo:?}");
+            tokio::time::sleep(Duration::from_millis(40)).await;
+        }
+
+        for (r, job) in last_jobs.iter().enumerate() {
+            let run = wait_until_done(&app, job).await;
+            assert!(
+                matches!(run.status, isocrates_engine::RunStatus::Completed | isocrates_engine::RunStatus::Skipped),
+                "repo{r}: {:?} {:?}", run.status, run.error
+            );
+            let repo = root.path().join(format!("repo{r}"));
+            let pages = app.db.storage.documents_of_repo(repo.to_str().unwrap()).await.unwrap();
+            let core = pages.iter().find(|p| p.content.contains("src/lib.rs")).expect("a page on src/lib.rs");
+            let latest = &app.db.storage.versions(&core.id, 0, 1).await.unwrap()[0];
+            assert_eq!(
+                latest.author_metadata.as_ref().unwrap()["repo_commit_sha"],
+                commits[r][PUSHES - 1].as_str(),
+                "repo{r}: the newest commit is published"
+            );
+        }
+        let _ = stop.send(());
+    }
 }
