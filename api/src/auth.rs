@@ -196,6 +196,15 @@ impl Caller {
         check_permission(&self.grants, path, action)
     }
 
+    /// Refuses a caller who is not an admin.
+    pub fn require_admin(&self) -> Result<(), Error> {
+        if self.is_admin() {
+            Ok(())
+        } else {
+            Err(Error::Forbidden("this is for admins".to_string()))
+        }
+    }
+
     /// `Ok` when the caller may do `action` on `path`, else 403.
     pub fn require(&self, path: &str, action: Action) -> Result<(), Error> {
         if self.can(path, action) {

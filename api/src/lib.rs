@@ -100,6 +100,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::search::routes())
         .merge(routes::jobs::routes())
         .merge(routes::webhooks::routes())
+        .merge(routes::repositories::routes())
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))

@@ -208,6 +208,30 @@ on_both_backends! {
         let skipped = wait_until_done(&app, untouched["job_id"].as_str().unwrap()).await;
         assert_eq!(skipped.status, isocrates_engine::RunStatus::Skipped, "{:?}", skipped.error);
         assert_eq!(skipped.usage.tokens_in, 0);
+
+        // The first run made the repository tracked; an admin sees it and may move the
+        // branch it follows.
+        let admin = app.admin_token().await;
+        let tracked = app.get("/api/repositories", Some(&admin)).await;
+        assert_eq!(tracked.status, StatusCode::OK, "{:?}", tracked.body);
+        let row = tracked.body.as_array().unwrap().iter().find(|r| r["repo_url"] == repo_url).expect("tracked").clone();
+        assert_eq!(row["last_commit"], second.as_str());
+        assert_eq!(row["tracked_branch"], "main");
+        assert_eq!(row["folder"], origin.path().file_name().unwrap().to_str().unwrap());
+        let id = row["id"].as_str().unwrap();
+        let (_, viewer) = app.user(&admin, "viewer@example.com").await;
+        assert_eq!(app.get("/api/repositories", Some(&viewer)).await.status, StatusCode::FORBIDDEN);
+        let moved = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"branch": "release"})).await;
+        assert_eq!(moved.body["tracked_branch"], "release", "{:?}", moved.body);
+        let fourth = commit_file(origin.path(), "src/lib.rs", "/// Four.\npub fn four() {}\n");
+        let (_, on_main) = signed(&app, "push", "p-4", local_push(origin.path(), &fourth, &["src/lib.rs"])).await;
+        assert_eq!(on_main["status"], "ignored", "main is no longer followed: {on_main}");
+        assert!(on_main["message"].as_str().unwrap().contains("release"), "{on_main}");
+        let back = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"branch": null})).await;
+        assert_eq!(back.body["tracked_branch"], "main");
+        let refused = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"folder": "elsewhere"})).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert_eq!(app.put("/api/repositories/nope", Some(&admin), serde_json::json!({"branch": "x"})).await.status, StatusCode::NOT_FOUND);
         let _ = stop.send(());
     }
 

@@ -13,6 +13,7 @@ pub mod ids;
 pub mod links;
 pub mod permission;
 pub mod proposals;
+pub mod repositories;
 pub mod search;
 pub mod users;
 

@@ -43,7 +43,7 @@ async fn create(
 ) -> Result<impl IntoResponse, Error> {
     let repo_url =
         docgen::normalize_repo_url(&body.repo_url).map_err(|m| Error::validation("repo_url", m))?;
-    caller.require(&docgen::repo_folder(&repo_url), Action::Edit)?;
+    caller.require(&Folders::load(&state).await?.of(&repo_url), Action::Edit)?;
     let commit_sha = docgen::normalize_commit_sha(body.commit_sha.as_deref())
         .map_err(|m| Error::validation("commit_sha", m))?;
     let input = DocgenInput { repo_url, commit_sha, force: body.force, changed_paths: None };
@@ -89,12 +89,14 @@ async fn list(
         docgen::run_filter(params.repo_url.as_deref(), params.status, params.before, limit)
             .map_err(|m| Error::validation("repo_url", m))?;
     let wanted = usize::try_from(limit).unwrap_or_default();
+    let folders = Folders::load(&state).await?;
     let mut shown = Vec::with_capacity(wanted);
     for _ in 0..MAX_PAGES_SCANNED {
         let page = state.engine().runs(&filter).await?;
         let last_page = page.len() < wanted;
         filter.before = page.last().map(|r| r.id.clone());
-        shown.extend(page.into_iter().filter(|r| visible(&caller, r)).take(wanted - shown.len()));
+        let visible_runs = page.into_iter().filter(|r| visible(&caller, r, &folders));
+        shown.extend(visible_runs.take(wanted - shown.len()));
         if last_page || shown.len() == wanted {
             break;
         }
@@ -141,11 +143,24 @@ async fn cancel(
     Ok(JsonOut(job(&state, &run).await?))
 }
 
+/// The folder each repository's pages live under: its tracked repository's, else its name.
+struct Folders(std::collections::HashMap<String, String>);
+
+impl Folders {
+    async fn load(state: &AppState) -> Result<Folders, Error> {
+        let rows = state.storage().repositories().await?;
+        Ok(Folders(rows.into_iter().map(|r| (r.repo_url, r.folder)).collect()))
+    }
+
+    fn of(&self, repo_url: &str) -> String {
+        self.0.get(repo_url).cloned().unwrap_or_else(|| docgen::repo_folder(repo_url))
+    }
+}
+
 /// Whether the caller may see the run: it is a documentation run whose repository's folder
 /// the caller may read.
-fn visible(caller: &Caller, run: &Run) -> bool {
-    DocgenInput::of(run)
-        .is_some_and(|input| caller.can(&docgen::repo_folder(&input.repo_url), Action::Read))
+fn visible(caller: &Caller, run: &Run, folders: &Folders) -> bool {
+    DocgenInput::of(run).is_some_and(|input| caller.can(&folders.of(&input.repo_url), Action::Read))
 }
 
 /// The run, or 404 when it does not exist or the caller may not see it.
@@ -156,7 +171,7 @@ async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<Run,
         Err(isocrates_engine::Error::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
-    if visible(caller, &run) { Ok(run) } else { Err(not_found()) }
+    if visible(caller, &run, &Folders::load(state).await?) { Ok(run) } else { Err(not_found()) }
 }
 
 /// The run, when the caller is an editor or admin who may edit its repository's folder.
@@ -167,8 +182,8 @@ async fn steerable_run(state: &AppState, caller: &Caller, id: &str) -> Result<Ru
             "retrying and cancelling jobs is for editors and admins".to_string(),
         ));
     }
-    let folder =
-        DocgenInput::of(&run).map(|i| docgen::repo_folder(&i.repo_url)).unwrap_or_default();
+    let folders = Folders::load(state).await?;
+    let folder = DocgenInput::of(&run).map(|i| folders.of(&i.repo_url)).unwrap_or_default();
     caller.require(&folder, Action::Edit)?;
     Ok(run)
 }

@@ -3,6 +3,7 @@
 pub mod docs;
 pub mod jobs;
 pub mod links;
+pub mod repositories;
 pub mod search;
 pub mod service;
 pub mod users;

@@ -78,19 +78,23 @@ async fn github(
         return Ok(ignored(format!("{git_ref} is not a branch")));
     };
     let repository = &payload["repository"];
-    let tracked = repository["default_branch"]
-        .as_str()
-        .or_else(|| repository["master_branch"].as_str())
-        .unwrap_or("main");
-    if branch != tracked {
-        return Ok(ignored(format!("{branch} is not the tracked branch {tracked}")));
-    }
     let raw_url = repository["clone_url"]
         .as_str()
         .or_else(|| repository["html_url"].as_str())
         .ok_or_else(|| Error::validation("repository.clone_url", "the push names no repository"))?;
     let repo_url = docgen::normalize_repo_url(raw_url)
         .map_err(|m| Error::validation("repository.clone_url", m))?;
+    // The branch an admin set for the repository, else the one GitHub calls its default.
+    let row = state.storage().repository(&repo_url).await?;
+    let tracked = row
+        .as_ref()
+        .and_then(|r| r.branch.clone())
+        .or_else(|| repository["default_branch"].as_str().map(str::to_string))
+        .or_else(|| repository["master_branch"].as_str().map(str::to_string))
+        .unwrap_or_else(|| "main".to_string());
+    if branch != tracked {
+        return Ok(ignored(format!("{branch} is not the tracked branch {tracked}")));
+    }
     let commit = payload["head_commit"]["id"].as_str().unwrap_or(after);
     let commit_sha = docgen::normalize_commit_sha(Some(commit))
         .map_err(|m| Error::validation("head_commit.id", m))?;

@@ -123,6 +123,9 @@ pub struct CloneOutput {
     pub default_branch: Option<String>,
     /// Every file of the commit.
     pub files: Vec<FileEntry>,
+    /// The folder the repository's pages live under, from its tracked repository.
+    #[serde(default)]
+    pub folder: String,
 }
 
 /// A page published before, as the checks and the planner see it.
@@ -263,9 +266,15 @@ async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     })
     .await?;
     tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
+    let tracked = d
+        .storage
+        .track_repository(&input.repo_url, &repo_folder(&input.repo_url), default_branch.as_deref())
+        .await
+        .map_err(storage_failure)?;
+    let folder = tracked.folder;
     let summary =
         format!("commit {}: {} files", &commit_sha[..commit_sha.len().min(12)], files.len());
-    done(CloneOutput { commit_sha, default_branch, files }, summary)
+    done(CloneOutput { commit_sha, default_branch, files, folder }, summary)
 }
 
 /// The snapshot of the run's commit, fetched again if this worker has no clone of it.
@@ -327,8 +336,11 @@ async fn analyze_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, S
 }
 
 /// The repository's published pages with the provenance of their latest AI version.
-async fn published_pages(storage: &Storage, repo_url: &str) -> Result<Vec<Published>, StepError> {
-    let folder = repo_folder(repo_url);
+async fn published_pages(
+    storage: &Storage,
+    repo_url: &str,
+    folder: &str,
+) -> Result<Vec<Published>, StepError> {
     let documents = storage.documents_of_repo(repo_url).await.map_err(storage_failure)?;
     let mut pages = Vec::new();
     for doc in documents {
@@ -343,7 +355,7 @@ async fn published_pages(storage: &Storage, repo_url: &str) -> Result<Vec<Publis
         let source_hashes: BTreeMap<String, String> =
             serde_json::from_value(metadata["source_hashes"].clone()).unwrap_or_default();
         let path =
-            doc.path.strip_prefix(&folder).unwrap_or(&doc.path).trim_matches('/').to_string();
+            doc.path.strip_prefix(folder).unwrap_or(&doc.path).trim_matches('/').to_string();
         pages.push(Published {
             id: doc.id,
             title: doc.title,
@@ -369,10 +381,15 @@ fn short(sha256: &str) -> String {
 async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
     let input = input(&ctx)?;
     let cloned: CloneOutput = output(&ctx, "clone")?;
-    let published = published_pages(&d.storage, &input.repo_url).await?;
-    let last_commit = published.iter().filter_map(|p| p.commit_sha.clone()).max_by_key(|c| {
-        // The commit most pages carry is the one last published.
-        published.iter().filter(|p| p.commit_sha.as_ref() == Some(c)).count()
+    let published =
+        published_pages(&d.storage, &input.repo_url, &folder_of(&cloned, &input.repo_url)).await?;
+    let tracked = d.storage.repository(&input.repo_url).await.map_err(storage_failure)?;
+    let last_commit = tracked.and_then(|r| r.last_commit).or_else(|| {
+        // Before a run recorded it, the commit most pages carry is the one last published.
+        published
+            .iter()
+            .filter_map(|p| p.commit_sha.clone())
+            .max_by_key(|c| published.iter().filter(|p| p.commit_sha.as_ref() == Some(c)).count())
     });
     let hashes: BTreeMap<&str, String> = cloned
         .files
@@ -855,14 +872,21 @@ async fn write_page(
     })
 }
 
+/// The folder the repository's pages live under, as its clone found it (a checkpoint
+/// from before tracked repositories names none: the repository's name).
+fn folder_of(cloned: &CloneOutput, repo_url: &str) -> String {
+    if cloned.folder.is_empty() { repo_folder(repo_url) } else { cloned.folder.clone() }
+}
+
 /// The folder a planned page is published under.
-fn page_folder(repo_url: &str, page: &PlannedPage) -> String {
-    let folder = repo_folder(repo_url);
-    if page.path.is_empty() { folder } else { format!("{folder}/{}", page.path) }
+fn page_folder(folder: &str, page: &PlannedPage) -> String {
+    if page.path.is_empty() { folder.to_string() } else { format!("{folder}/{}", page.path) }
 }
 
 async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
     let input = input(&ctx)?;
+    let cloned: CloneOutput = output(&ctx, "clone")?;
+    let folder = folder_of(&cloned, &input.repo_url);
     let blueprint: Blueprint = output(&ctx, "plan")?;
     let written: WriteOutput = output(&ctx, "write")?;
     let mut publish = Vec::new();
@@ -871,7 +895,7 @@ async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
         let Some(plan) = blueprint.pages.iter().find(|p| p.title == page.title) else { continue };
         let id = document_id(
             Some(&input.repo_url),
-            &page_folder(&input.repo_url, plan),
+            &page_folder(&folder, plan),
             &plan.title,
             &plan.doc_type,
         );
@@ -913,7 +937,8 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
     let provider = d.models.provider.clone();
     let planner_model = d.models.planner.as_ref().map(|l| l.provider().model().to_string());
     let writer_model = d.models.writer.as_ref().map(|l| l.provider().model().to_string());
-    let repo_folder_name = repo_folder(&input.repo_url);
+    let folder = folder_of(&cloned, &input.repo_url);
+    let repo_folder_name = folder.split('/').next().unwrap_or(&folder).to_string();
     let mut documents_written = 0u64;
     let mut proposals = 0u64;
     for page in &written.pages {
@@ -942,7 +967,7 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
         let new = NewDocument {
             title: plan.title.clone(),
             content: page.content.clone(),
-            path: page_folder(&input.repo_url, plan),
+            path: page_folder(&folder, plan),
             repo_url: Some(input.repo_url.clone()),
             repo_name: Some(repo_folder_name.clone()),
             doc_type: plan.doc_type.clone(),
@@ -993,6 +1018,10 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
         .await?;
         trashed.push(page.title.clone());
     }
+    d.storage
+        .set_published_commit(&input.repo_url, &cloned.commit_sha)
+        .await
+        .map_err(storage_failure)?;
     let documents_skipped = (blueprint.pages.len() as u64).saturating_sub(documents_written);
     tracing::info!(
         run.id = %ctx.run_id,

@@ -1,0 +1,90 @@
+//! The tracked repositories, for admins: `GET /api/repositories` lists them with the branch
+//! each follows, the folder its pages live under and the commit last published;
+//! `PUT /api/repositories/{id}` changes the branch it follows (`null`: the repository's
+//! default).
+//!
+//! FIXME: moving a repository's pages to another folder is not offered: the pages would
+//! have to move with their ids (`Storage::move_document`) and publish update them in
+//! place, where it now derives ids from the folder.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::routing::{get, put};
+use isocrates_storage::Timestamp;
+use isocrates_storage::repositories::Repository;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::AppState;
+use crate::auth::AuthUser;
+use crate::error::Error;
+use crate::extract::Json;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new().route("/api/repositories", get(list)).route("/api/repositories/{id}", put(change))
+}
+
+/// A tracked repository as the API shows it.
+#[derive(Debug, Serialize)]
+struct RepositoryOut {
+    id: String,
+    repo_url: String,
+    /// The branch set by an admin; `null` follows the default branch.
+    branch: Option<String>,
+    /// The branch whose pushes are documented.
+    tracked_branch: Option<String>,
+    folder: String,
+    default_branch: Option<String>,
+    last_commit: Option<String>,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<Repository> for RepositoryOut {
+    fn from(r: Repository) -> RepositoryOut {
+        RepositoryOut {
+            tracked_branch: r.tracked_branch().map(str::to_string),
+            id: r.id,
+            repo_url: r.repo_url,
+            branch: r.branch,
+            folder: r.folder,
+            default_branch: r.default_branch,
+            last_commit: r.last_commit,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        }
+    }
+}
+
+async fn list(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+) -> Result<axum::Json<Vec<RepositoryOut>>, Error> {
+    caller.require_admin()?;
+    let rows = state.storage().repositories().await?;
+    Ok(axum::Json(rows.into_iter().map(RepositoryOut::from).collect()))
+}
+
+async fn change(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<Value>,
+) -> Result<axum::Json<RepositoryOut>, Error> {
+    caller.require_admin()?;
+    let branch = match body.get("branch") {
+        None => None,
+        Some(Value::Null) => Some(None),
+        Some(Value::String(b)) => Some(Some(b.clone())),
+        Some(_) => return Err(Error::validation("branch", "branch must be a branch name or null")),
+    };
+    if body.get("folder").is_some() {
+        return Err(Error::validation(
+            "folder",
+            "a repository's folder is set by its first run and cannot be changed yet",
+        ));
+    }
+    let row = state.storage().change_repository(&id, branch).await?;
+    super::audit(&state, &caller, "repository.change", &row.id, body).await;
+    Ok(axum::Json(RepositoryOut::from(row)))
+}
