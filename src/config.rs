@@ -56,6 +56,9 @@ pub struct Config {
     pub max_pages: usize,
     /// `GITHUB_WEBHOOK_SECRET` or the file `GITHUB_WEBHOOK_SECRET_FILE` names.
     pub webhook_secret: Option<SecretString>,
+    /// `DAILY_REFRESH_INTERVAL`: how often `serve` documents the head of every tracked
+    /// repository (24 h by default; `0` or `off` never).
+    pub refresh_interval: Option<std::time::Duration>,
 }
 
 /// The default of `WORKERS`.
@@ -86,6 +89,38 @@ fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, String> {
         Some("false" | "0" | "no" | "off") => Ok(false),
         Some(other) => Err(format!("{name} must be true or false (got \"{other}\")")),
     }
+}
+
+/// `DAILY_REFRESH_INTERVAL`: seconds, or a number with `s`, `m`, `h` or `d`; `0` or
+/// `off` turns the refresh off.
+fn refresh_interval(value: Option<&str>) -> Result<Option<std::time::Duration>, String> {
+    let Some(value) = value.map(str::to_ascii_lowercase) else {
+        return Ok(Some(std::time::Duration::from_secs(24 * 3600)));
+    };
+    if value == "off" || value == "0" {
+        return Ok(None);
+    }
+    let (number, unit) = match value.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => value.split_at(at),
+        None => (value.as_str(), "s"),
+    };
+    let seconds = match unit.trim() {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    number
+        .parse::<u64>()
+        .ok()
+        .filter(|n| *n > 0 && seconds > 0)
+        .map(|n| Some(std::time::Duration::from_secs(n * seconds)))
+        .ok_or_else(|| {
+            format!(
+                "DAILY_REFRESH_INTERVAL must be a duration such as 24h, 90m or 3600, or off (got \"{value}\")"
+            )
+        })
 }
 
 /// A size in bytes, at least 1024.
@@ -217,6 +252,7 @@ impl Config {
             git,
             max_pages,
             webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
+            refresh_interval: refresh_interval(get(vars, "DAILY_REFRESH_INTERVAL"))?,
         };
         config.check_production()?;
         Ok(config)
@@ -278,6 +314,17 @@ mod tests {
     }
 
     #[test]
+    fn the_refresh_interval_reads_durations_and_off() {
+        let of = |v| refresh_interval(Some(v)).unwrap().map(|d| d.as_secs());
+        assert_eq!(refresh_interval(None).unwrap().map(|d| d.as_secs()), Some(86_400));
+        assert_eq!(of("90m"), Some(5400));
+        assert_eq!(of("3600"), Some(3600));
+        assert_eq!(of("2d"), Some(172_800));
+        assert_eq!(of("off"), None);
+        assert!(refresh_interval(Some("-1h")).is_err());
+    }
+
+    #[test]
     fn bad_values_name_their_variable() {
         for (name, value) in [
             ("PORT", "eighty"),
@@ -295,6 +342,7 @@ mod tests {
             ("ALLOW_LOCAL_REPOS", "sometimes"),
             ("MAX_REPO_BYTES", "a lot"),
             ("MAX_PAGES", "0"),
+            ("DAILY_REFRESH_INTERVAL", "often"),
             ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use isocrates_api::{ApiConfig, AppState};
 use isocrates_engine::Engine;
 use isocrates_storage::Storage;
+use isocrates_workflows::docgen;
 use isocrates_workflows::pipeline::{self, Docgen, Models, Settings};
 use isocrates_workflows::prompts::Prompts;
 use secrecy::SecretString;
@@ -335,12 +336,18 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         tracing::info!("WORKERS=0: no embedded worker; jobs wait for an isocrates worker");
         None
     };
+    let refresh = config
+        .refresh_interval
+        .map(|every| tokio::spawn(refresh_periodically(engine.clone(), storage.clone(), every)));
     let app = isocrates_api::app(state);
     axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     // The API has drained; now the worker finishes the steps it is running and stops.
+    if let Some(refresh) = refresh {
+        refresh.abort();
+    }
     let _ = stop.send(true);
     if let Some(worker) = worker {
         worker.await.context("the worker task")??;
@@ -348,6 +355,22 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     storage.close().await;
     tracing::info!("IsoCrates API stopped");
     Ok(())
+}
+
+/// Documents the head of every tracked repository once per `every`, the first time one
+/// interval after start; a repository with a live run gets no second one.
+async fn refresh_periodically(engine: Engine, storage: Storage, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match docgen::refresh_all(&engine, &storage).await {
+            Ok(started) => tracing::info!(started, "periodic refresh of the tracked repositories"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the periodic refresh could not list the repositories")
+            }
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -232,7 +232,15 @@ on_both_backends! {
         let refused = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"folder": "elsewhere"})).await;
         assert_eq!(refused.status, StatusCode::BAD_REQUEST);
         assert_eq!(app.put("/api/repositories/nope", Some(&admin), serde_json::json!({"branch": "x"})).await.status, StatusCode::NOT_FOUND);
+
+        // The periodic refresh runs the head of every tracked repository, once while live.
         let _ = stop.send(());
+        let started = isocrates_workflows::docgen::refresh_all(&app.engine, &app.db.storage).await.unwrap();
+        assert_eq!(started, 1);
+        assert_eq!(isocrates_workflows::docgen::refresh_all(&app.engine, &app.db.storage).await.unwrap(), 0, "deduplicated like any run");
+        let refreshes = app.engine.runs(&isocrates_engine::RunFilter { status: Some(isocrates_engine::RunStatus::Queued), limit: 10, ..Default::default() }).await.unwrap();
+        assert_eq!(refreshes.len(), 1);
+        assert_eq!(refreshes[0].trigger, "schedule");
     }
 
     async fn two_hundred_deliveries_over_twenty_repositories_publish_every_newest_commit(db) {

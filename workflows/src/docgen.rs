@@ -161,6 +161,33 @@ pub fn repo_folder(repo_url: &str) -> String {
     repo_name(repo_url).to_string()
 }
 
+/// Starts a run of the head of every tracked repository, as the periodic refresh does;
+/// a repository whose run is queued or running already gets no second one. Returns how
+/// many runs started.
+pub async fn refresh_all(
+    engine: &Engine,
+    storage: &isocrates_storage::Storage,
+) -> Result<usize, String> {
+    let repositories = storage.repositories().await.map_err(|e| e.to_string())?;
+    let mut started = 0;
+    for repository in repositories {
+        let input = DocgenInput {
+            repo_url: repository.repo_url.clone(),
+            commit_sha: None,
+            force: false,
+            changed_paths: None,
+        };
+        match engine.submit(input.into_run(Trigger::Schedule)).await {
+            Ok(submitted) if submitted.created => started += 1,
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(repo_url = %repository.repo_url, error = %e, "the refresh of a repository could not start")
+            }
+        }
+    }
+    Ok(started)
+}
+
 /// What an operator reads off a documentation run besides the engine's own record.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunFacts {

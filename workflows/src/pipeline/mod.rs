@@ -354,8 +354,7 @@ async fn published_pages(
         let metadata = ai.author_metadata.clone().unwrap_or_default();
         let source_hashes: BTreeMap<String, String> =
             serde_json::from_value(metadata["source_hashes"].clone()).unwrap_or_default();
-        let path =
-            doc.path.strip_prefix(folder).unwrap_or(&doc.path).trim_matches('/').to_string();
+        let path = doc.path.strip_prefix(folder).unwrap_or(&doc.path).trim_matches('/').to_string();
         pages.push(Published {
             id: doc.id,
             title: doc.title,
