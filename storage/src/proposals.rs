@@ -218,13 +218,19 @@ impl Storage {
         status: ProposalStatus,
         user_id: &str,
     ) -> Result<Proposal, Error> {
-        self.db
+        let decided = self
+            .db
             .execute(
                 "UPDATE proposals SET status = $1, decided_at = $2, decided_by = $3 \
-                 WHERE doc_id = $4 AND id = $5",
+                 WHERE doc_id = $4 AND id = $5 AND status = 'open'",
                 args![status.as_str(), Timestamp::now(), user_id, doc_id, id],
             )
             .await?;
+        if decided == 0 {
+            return Err(Error::Conflict(format!(
+                "proposal {id} was decided or superseded meanwhile: reload the page's proposals"
+            )));
+        }
         self.proposal(doc_id, id).await?.ok_or_else(|| Error::not_found("proposal", id))
     }
 }

@@ -303,7 +303,7 @@ impl Snapshot {
     }
 }
 
-/// Opens the clone at `path` when it holds `commit` and the commit's files fit the limits.
+/// Opens the clone at `path` when it holds `commit`.
 fn open_cached(path: &Path, commit: &str, config: &GitConfig) -> Option<Snapshot> {
     let repo = gix::open(path).ok()?;
     let id = gix::ObjectId::from_hex(commit.as_bytes()).ok()?;
@@ -317,7 +317,12 @@ fn open_cached(path: &Path, commit: &str, config: &GitConfig) -> Option<Snapshot
 }
 
 /// Clones `commit` (or HEAD) of `source` shallowly into `path`, bare; returns the commit
-/// and the default branch. Checks the size limit before anything is read.
+/// and the default branch. The size limit is checked once the pack is fetched, on the
+/// sizes the object database knows, before any file is read.
+///
+/// FIXME: the pack is downloaded whole before `MAX_REPO_BYTES` is checked, so a huge
+/// repository costs its download and disk first; counting received bytes through gix's
+/// progress and setting the interrupt flag past the limit would stop it early.
 fn clone_into(
     source: &Source,
     commit: Option<&str>,
@@ -377,7 +382,7 @@ fn clone_into(
     });
     let head = repo.head_id().map_err(|_| GitError::Empty(shown.clone()))?.detach();
     let commit_id = head.to_hex().to_string();
-    // The limit is checked on the sizes the object database knows, before any file is read.
+    // The limit is checked on the sizes the object database knows.
     let snapshot = Snapshot {
         repo,
         commit: commit_id.clone(),

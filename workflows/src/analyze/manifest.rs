@@ -46,7 +46,7 @@ pub fn read(file: &str, folder: &str, text: &str) -> Option<Manifest> {
     match file {
         "Cargo.toml" => {
             let package = toml_section(text, "package")?;
-            if let Some(name) = toml_value(&package, "name") {
+            if let Some(name) = toml_value(&package, "name").filter(|n| !n.trim().is_empty()) {
                 manifest.name = name;
             }
             manifest.description = toml_value(&package, "description");
@@ -54,7 +54,7 @@ pub fn read(file: &str, folder: &str, text: &str) -> Option<Manifest> {
         }
         "package.json" => {
             let json: Value = serde_json::from_str(text).ok()?;
-            if let Some(name) = json["name"].as_str() {
+            if let Some(name) = json["name"].as_str().filter(|n| !n.trim().is_empty()) {
                 manifest.name = name.to_string();
             }
             manifest.description = json["description"].as_str().map(str::to_string);
@@ -86,7 +86,7 @@ pub fn read(file: &str, folder: &str, text: &str) -> Option<Manifest> {
             let section =
                 toml_section(text, "project").or_else(|| toml_section(text, "tool.poetry"));
             if let Some(section) = section {
-                if let Some(name) = toml_value(&section, "name") {
+                if let Some(name) = toml_value(&section, "name").filter(|n| !n.trim().is_empty()) {
                     manifest.name = name;
                 }
                 manifest.description = toml_value(&section, "description");
@@ -94,7 +94,7 @@ pub fn read(file: &str, folder: &str, text: &str) -> Option<Manifest> {
             manifest.import_names.push(manifest.name.replace('-', "_").to_ascii_lowercase());
         }
         "setup.py" => {
-            if let Some(name) = python_keyword(text, "name") {
+            if let Some(name) = python_keyword(text, "name").filter(|n| !n.trim().is_empty()) {
                 manifest.name = name;
             }
             manifest.description = python_keyword(text, "description");
@@ -194,6 +194,8 @@ mod tests {
         let json = r#"{"name": "@acme/cli", "description": "The CLI.", "main": "./lib/index.js", "bin": {"acme": "bin/acme.js"}}"#;
         let m = read("package.json", "cli", json).unwrap();
         assert_eq!(m.name, "@acme/cli");
+        let nameless = read("package.json", "web", r#"{"name": ""}"#).unwrap();
+        assert_eq!(nameless.name, "web", "an empty name gives the folder's");
         assert_eq!(m.entry_points, ["lib/index.js", "bin/acme.js"]);
         assert_eq!(read("package.json", "x", "{ not json"), None);
     }

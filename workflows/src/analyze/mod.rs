@@ -409,7 +409,10 @@ fn find_modules(repo_name: &str, files: &[SourceFile]) -> Modules {
         let Some(text) = file.content.as_deref().map(String::from_utf8_lossy) else { continue };
         let folder_name = folder.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or(repo_name);
         let Some(found) = manifest::read(name, folder_name, &text) else { continue };
-        import_names.entry(folder.clone()).or_default().extend(found.import_names);
+        import_names
+            .entry(folder.clone())
+            .or_default()
+            .extend(found.import_names.into_iter().filter(|n| !n.is_empty()));
         declared_entries.entry(folder.clone()).or_default().extend(found.entry_points);
         by_root.insert(
             folder.clone(),

@@ -185,7 +185,7 @@ impl Parsers {
             return Outline { has_errors: true, ..Outline::default() };
         };
         let root = tree.root_node();
-        let mut reader = Reader { language, source, outline: Outline::default() };
+        let mut reader = Reader { language, source, outline: Outline::default(), depth: 0 };
         reader.outline.has_errors = root.has_error();
         reader.walk(root, None);
         if language == Language::Python {
@@ -208,7 +208,13 @@ struct Reader<'a> {
     language: Language,
     source: &'a [u8],
     outline: Outline,
+    /// How many declaration bodies deep the walk is.
+    depth: usize,
 }
+
+/// How deep declarations are read: real code nests a few levels; a file nested thousands
+/// deep (a parser's test fixture) must not exhaust the thread's stack.
+const MAX_DEPTH: usize = 48;
 
 impl Reader<'_> {
     fn text(&self, node: Node) -> &str {
@@ -239,6 +245,15 @@ impl Reader<'_> {
 
     /// Reads the declarations under `node`; `owner` is the type whose body this is.
     fn walk(&mut self, node: Node, owner: Option<&str>) {
+        if self.depth >= MAX_DEPTH {
+            return;
+        }
+        self.depth += 1;
+        self.walk_children(node, owner);
+        self.depth -= 1;
+    }
+
+    fn walk_children(&mut self, node: Node, owner: Option<&str>) {
         let mut cursor = node.walk();
         let children: Vec<Node> = node.named_children(&mut cursor).collect();
         for child in children {
@@ -866,6 +881,19 @@ public class Shop {
         assert_eq!(o.imports, ["java.util.List", "com.acme.util.Strings.join"]);
         assert_eq!(o.package.as_deref(), Some("com.acme.shop"));
         assert!(o.entry_point);
+    }
+
+    #[test]
+    fn a_file_nested_thousands_deep_is_read_without_exhausting_the_stack() {
+        let source = "mod a {".repeat(6000) + &"}".repeat(6000);
+        // A thread with a small stack, like the parse threads'.
+        let outline = std::thread::Builder::new()
+            .stack_size(2 * 1024 * 1024)
+            .spawn(move || Parsers::new().outline(Language::Rust, source.as_bytes()))
+            .unwrap()
+            .join()
+            .expect("no stack overflow");
+        assert_eq!(outline.symbols.len(), MAX_DEPTH, "the first levels are read");
     }
 
     #[test]

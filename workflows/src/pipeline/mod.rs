@@ -240,8 +240,15 @@ fn git_failure(error: GitError) -> StepError {
     }
 }
 
+/// A store error as a step's failure: a refused value is permanent (another attempt would
+/// be refused again), anything else may pass.
 fn storage_failure(error: isocrates_storage::Error) -> StepError {
-    StepError::retryable(format!("the document store failed: {error}"))
+    match error {
+        isocrates_storage::Error::Validation { field, message } => {
+            StepError::permanent(format!("the document store refused {field}: {message}"))
+        }
+        other => StepError::retryable(format!("the document store failed: {other}")),
+    }
 }
 
 /// Runs blocking git work off the async threads.

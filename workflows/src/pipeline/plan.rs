@@ -133,6 +133,7 @@ pub fn from_answer(
         }
         page.path = clean_path(&page.path);
         page.doc_type = page.doc_type.trim().to_ascii_lowercase();
+        clamp(&mut page);
         pages.push(page);
         if pages.len() == max_pages {
             break;
@@ -150,16 +151,34 @@ pub fn from_answer(
     Ok((summary, pages))
 }
 
-/// A title as a document may carry it: no `/`, no surrounding space, at most 200 chars.
+/// A title as a document may carry it: no `/` or control characters, no surrounding
+/// space, at most 200 characters; empty when nothing is left.
 pub fn clean_title(title: &str) -> String {
-    title
-        .replace('/', "-")
-        .split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
+    let printable: String = title
         .chars()
-        .take(200)
-        .collect()
+        .map(|c| {
+            if c == '/' {
+                '-'
+            } else if c.is_control() {
+                ' '
+            } else {
+                c
+            }
+        })
+        .collect();
+    printable.split_whitespace().collect::<Vec<_>>().join(" ").chars().take(200).collect()
+}
+
+/// Bounds the free-text fields of a planned page to what the document store takes.
+fn clamp(page: &mut PlannedPage) {
+    page.description =
+        page.description.chars().filter(|c| !c.is_control() || *c == '\n').take(1000).collect();
+    page.doc_type = page
+        .doc_type
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || *c == '-' || *c == '_')
+        .take(40)
+        .collect();
 }
 
 /// A folder below the repository's: lower-case segments of letters, digits, `-` and `_`.
@@ -402,10 +421,14 @@ fn busiest_files(analysis: &Analysis, files: Vec<&str>) -> Vec<String> {
 }
 
 fn module_title(module: &Module, repo_name: &str) -> String {
-    if module.path.is_empty() && module.name == repo_name {
+    let name = clean_title(&module.name);
+    if module.path.is_empty() && (module.name == repo_name || name.is_empty()) {
         format!("{} Core", display_name(repo_name))
+    } else if name.is_empty() {
+        // A manifest with an empty or unprintable name: the module's folder names it.
+        clean_title(module.path.rsplit('/').next().unwrap_or(&module.path))
     } else {
-        clean_title(&module.name)
+        name
     }
 }
 
