@@ -10,7 +10,7 @@
 pub mod manifest;
 pub mod syntax;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -482,8 +482,14 @@ fn is_test(path: &str) -> bool {
 
 /// Which module folders each module imports from, tests left out.
 fn import_graph(files: &[FileFacts], modules: &Modules) -> BTreeMap<String, BTreeSet<String>> {
-    // Java and Go files say their package: a package belongs to the module that declares it.
     let paths: BTreeSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    // Every name a module is imported by, to its folder; the first module keeps a shared one.
+    let mut by_name: HashMap<&str, &str> = HashMap::new();
+    for (root, names) in &modules.import_names {
+        for name in names {
+            by_name.entry(name.as_str()).or_insert(root.as_str());
+        }
+    }
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files.iter().filter(|f| !is_test(&f.path)) {
         for import in &file.imports {
@@ -495,7 +501,7 @@ fn import_graph(files: &[FileFacts], modules: &Modules) -> BTreeMap<String, BTre
                 resolve_relative(&file.path, import, &paths)
                     .map(|p| owner(&modules.roots, &p).to_string())
             } else {
-                by_import_name(import, modules)
+                by_import_name(import, &by_name)
             };
             if let Some(target) = target
                 && target != file.module
@@ -507,20 +513,19 @@ fn import_graph(files: &[FileFacts], modules: &Modules) -> BTreeMap<String, BTre
     graph
 }
 
-/// The module an import names, by the longest name that the import starts with.
-fn by_import_name(import: &str, modules: &Modules) -> Option<String> {
+/// The module an import names: the longest of its prefixes, cut at a `:`, `/` or `.`, that
+/// is a module's import name. One lookup per separator, whatever the number of modules.
+fn by_import_name(import: &str, by_name: &HashMap<&str, &str>) -> Option<String> {
     let import = import.trim_start_matches("::");
-    let mut best: Option<(&str, usize)> = None;
-    for (root, names) in &modules.import_names {
-        for name in names {
-            let matches = import == name
-                || [":", "/", "."].iter().any(|sep| import.starts_with(&format!("{name}{sep}")));
-            if matches && best.is_none_or(|(_, len)| name.len() > len) {
-                best = Some((root.as_str(), name.len()));
-            }
-        }
+    if let Some(root) = by_name.get(import) {
+        return Some(root.to_string());
     }
-    best.map(|(root, _)| root.to_string())
+    import
+        .char_indices()
+        .rev()
+        .filter(|(_, c)| matches!(c, ':' | '/' | '.'))
+        .find_map(|(at, _)| by_name.get(&import[..at]))
+        .map(|root| root.to_string())
 }
 
 /// The file a relative import points at, trying the usual extensions and `index` files.
