@@ -176,9 +176,9 @@ on_both_backends! {
         assert_eq!(again.body["id"], job["id"]);
 
         // A newer commit supersedes the queued job.
-        let newer = jobs.create(&admin, json!({"repo_url": REPO, "commit_sha": "ABCDEF0123"})).await;
+        let newer = jobs.create(&admin, json!({"repo_url": REPO, "commit_sha": "ABCDEF0123ABCDEF0123ABCDEF0123ABCDEF0123"})).await;
         assert_eq!(newer.status, StatusCode::CREATED);
-        assert_eq!(newer.body["commit_sha"], "abcdef0123");
+        assert_eq!(newer.body["commit_sha"], "abcdef0123abcdef0123abcdef0123abcdef0123");
         let old = jobs.app.get(&format!("/api/jobs/{}", job["id"].as_str().unwrap()), Some(&admin)).await.body;
         assert_eq!(old["status"], "cancelled");
         assert!(old["error_message"].as_str().unwrap().contains(newer.body["id"].as_str().unwrap()), "{old}");
@@ -192,7 +192,7 @@ on_both_backends! {
         for repo in ["https://github.com/acme/one", "https://github.com/acme/two", "https://github.com/acme/three"] {
             ids.push(jobs.create(&admin, json!({"repo_url": repo})).await.body["id"].as_str().unwrap().to_string());
         }
-        jobs.create(&admin, json!({"repo_url": "https://github.com/acme/two", "commit_sha": "beef"})).await;
+        jobs.create(&admin, json!({"repo_url": "https://github.com/acme/two", "commit_sha": "beefbeefbeefbeefbeefbeefbeefbeefbeefbeef"})).await;
 
         let all = jobs.app.get("/api/jobs", Some(&admin)).await;
         assert_eq!(all.status, StatusCode::OK);

@@ -129,11 +129,15 @@ pub fn normalize_repo_url(raw: &str) -> Result<String, String> {
 pub fn normalize_commit_sha(raw: Option<&str>) -> Result<Option<String>, String> {
     match raw.map(str::trim) {
         None | Some("") => Ok(None),
-        Some(sha)
-            if (4..=64).contains(&sha.len()) && sha.bytes().all(|b| b.is_ascii_hexdigit()) =>
-        {
+        // A clone fetches a commit by its full id (SHA-1, or SHA-256), never an abbreviation.
+        Some(sha) if matches!(sha.len(), 40 | 64) && sha.bytes().all(|b| b.is_ascii_hexdigit()) => {
             Ok(Some(sha.to_ascii_lowercase()))
         }
+        Some(sha) if sha.bytes().all(|b| b.is_ascii_hexdigit()) => Err(format!(
+            "commit_sha must be a full commit id of 40 hexadecimal digits (got {} digits): \
+             git rev-parse gives it",
+            sha.len()
+        )),
         Some(_) => Err("commit_sha must be a hexadecimal commit id".to_string()),
     }
 }
@@ -279,10 +283,18 @@ mod tests {
 
     #[test]
     fn commit_ids_are_hexadecimal_and_lower_case() {
-        assert_eq!(normalize_commit_sha(Some(" ABCDEF01 ")).unwrap().as_deref(), Some("abcdef01"));
+        let full = "ABCDEF0123456789ABCDEF0123456789ABCDEF01";
+        assert_eq!(
+            normalize_commit_sha(Some(&format!(" {full} "))).unwrap(),
+            Some(full.to_ascii_lowercase())
+        );
         assert_eq!(normalize_commit_sha(Some("")).unwrap(), None);
         assert!(normalize_commit_sha(Some("not a sha")).is_err());
-        assert!(normalize_commit_sha(Some("abc")).is_err(), "too short to name a commit");
+        let short = normalize_commit_sha(Some("abcdef01")).unwrap_err();
+        assert!(
+            short.contains("40 hexadecimal digits"),
+            "an abbreviation cannot be fetched: {short}"
+        );
     }
 
     #[test]
