@@ -20,10 +20,12 @@ fn var(name: &str, default: &str) -> String {
 }
 
 /// Appends one line to the execution log; the file is opened per line so that a killed
-/// process never leaves a partial buffer behind.
+/// process never leaves a partial buffer behind, and the line goes out in one write, so
+/// that two processes appending at once cannot interleave their lines (`writeln!` on a
+/// file may write the text and the newline separately).
 fn record(path: &str, line: &str) {
     if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
-        let _ = writeln!(file, "{line}");
+        let _ = file.write_all(format!("{line}\n").as_bytes());
     }
 }
 
