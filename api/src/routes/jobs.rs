@@ -110,7 +110,7 @@ async fn show(
     MaybeUser(caller): MaybeUser,
     Path(id): Path<String>,
 ) -> Result<JsonOut<JobOut>, Error> {
-    let run = visible_run(&state, &caller, &id).await?;
+    let run = visible_run(&state, &caller, &id, &Folders::load(&state).await?).await?;
     Ok(JsonOut(job(&state, &run).await?))
 }
 
@@ -164,25 +164,30 @@ fn visible(caller: &Caller, run: &Run, folders: &Folders) -> bool {
 }
 
 /// The run, or 404 when it does not exist or the caller may not see it.
-async fn visible_run(state: &AppState, caller: &Caller, id: &str) -> Result<Run, Error> {
+async fn visible_run(
+    state: &AppState,
+    caller: &Caller,
+    id: &str,
+    folders: &Folders,
+) -> Result<Run, Error> {
     let not_found = || Error::NotFound { what: "Job".to_string(), id: id.to_string() };
     let run = match state.engine().run(id).await {
         Ok(run) => run,
         Err(isocrates_engine::Error::NotFound(_)) => return Err(not_found()),
         Err(e) => return Err(e.into()),
     };
-    if visible(caller, &run, &Folders::load(state).await?) { Ok(run) } else { Err(not_found()) }
+    if visible(caller, &run, folders) { Ok(run) } else { Err(not_found()) }
 }
 
 /// The run, when the caller is an editor or admin who may edit its repository's folder.
 async fn steerable_run(state: &AppState, caller: &Caller, id: &str) -> Result<Run, Error> {
-    let run = visible_run(state, caller, id).await?;
+    let folders = Folders::load(state).await?;
+    let run = visible_run(state, caller, id, &folders).await?;
     if !matches!(caller.role, Some(Role::Admin | Role::Editor)) {
         return Err(Error::Forbidden(
             "retrying and cancelling jobs is for editors and admins".to_string(),
         ));
     }
-    let folders = Folders::load(state).await?;
     let folder = DocgenInput::of(&run).map(|i| folders.of(&i.repo_url)).unwrap_or_default();
     caller.require(&folder, Action::Edit)?;
     Ok(run)
