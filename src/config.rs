@@ -52,6 +52,9 @@ pub struct Config {
     /// `REPOS_DIR`, `ALLOWED_GIT_HOSTS`, `ALLOW_LOCAL_REPOS`, `GITHUB_TOKEN`,
     /// `MAX_REPO_BYTES` and `MAX_FILE_BYTES`: where repositories come from.
     pub git: isocrates_workflows::git::GitConfig,
+    /// `GITHUB_API_URL`: where GitHub's API is asked, when `GITHUB_TOKEN` is set
+    /// (`https://api.github.com` by default).
+    pub github_api_url: String,
     /// `MAX_PAGES`: the most pages a repository's wiki gets (16 by default).
     pub max_pages: usize,
     /// `GITHUB_WEBHOOK_SECRET` or the file `GITHUB_WEBHOOK_SECRET_FILE` names.
@@ -227,6 +230,15 @@ impl Config {
         git.github_token = secret(vars, "GITHUB_TOKEN")?;
         git.max_repo_bytes = bytes(vars, "MAX_REPO_BYTES", git.max_repo_bytes)?;
         git.max_file_bytes = bytes(vars, "MAX_FILE_BYTES", git.max_file_bytes)?;
+        let github_api_url = get(vars, "GITHUB_API_URL")
+            .unwrap_or(isocrates_workflows::github::DEFAULT_API_URL)
+            .trim_end_matches('/')
+            .to_string();
+        if !github_api_url.starts_with("https://") && !github_api_url.starts_with("http://") {
+            return Err(format!(
+                "GITHUB_API_URL must be an http(s) URL such as https://api.github.com (got \"{github_api_url}\")"
+            ));
+        }
         let max_pages = match get(vars, "MAX_PAGES") {
             None => 16,
             Some(v) => {
@@ -250,6 +262,7 @@ impl Config {
             llm: isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?,
             prompts_dir,
             git,
+            github_api_url,
             max_pages,
             webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
             refresh_interval: refresh_interval(get(vars, "DAILY_REFRESH_INTERVAL"))?,
@@ -343,6 +356,7 @@ mod tests {
             ("MAX_REPO_BYTES", "a lot"),
             ("MAX_PAGES", "0"),
             ("DAILY_REFRESH_INTERVAL", "often"),
+            ("GITHUB_API_URL", "api.github.com"),
             ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -63,6 +63,8 @@ pub async fn run(
         commit_sha: None,
         force: args.force,
         changed_paths: None,
+        added_paths: Vec::new(),
+        base_commit: None,
     };
     let submitted = engine.submit(input.into_run(Trigger::Manual)).await?;
     let id = submitted.run.id.clone();

@@ -15,6 +15,7 @@ use isocrates_api::{ApiConfig, AppState};
 use isocrates_engine::Engine;
 use isocrates_storage::Storage;
 use isocrates_workflows::docgen;
+use isocrates_workflows::github::GitHub;
 use isocrates_workflows::pipeline::{self, Docgen, Models, Settings};
 use isocrates_workflows::prompts::Prompts;
 use secrecy::SecretString;
@@ -208,6 +209,13 @@ async fn open_engine(config: &Config, prompts: Prompts) -> anyhow::Result<(Stora
             write_concurrency: config.llm.max_concurrency,
             ..Settings::default()
         },
+        github: config
+            .git
+            .github_token
+            .as_ref()
+            .map(|token| GitHub::new(token, &config.github_api_url))
+            .transpose()
+            .map_err(anyhow::Error::msg)?,
     };
     let engine = Engine::new(storage.db().clone(), vec![pipeline::workflow(Arc::new(docgen))])
         .await

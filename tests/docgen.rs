@@ -309,6 +309,8 @@ impl Harness {
             commit_sha: None,
             force,
             changed_paths: None,
+            added_paths: Vec::new(),
+            base_commit: None,
         };
         let run = self.engine.submit(input.into_run(Trigger::Manual)).await.unwrap().run;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
@@ -318,6 +320,24 @@ impl Harness {
                 return now;
             }
             assert!(tokio::time::Instant::now() < deadline, "run stuck at {:?}", now.status);
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// Runs the periodic refresh of every tracked repository, and waits for its one run.
+    async fn refresh(&self) -> Run {
+        let started =
+            isocrates_workflows::docgen::refresh_all(&self.engine, &self.storage).await.unwrap();
+        assert_eq!(started, 1);
+        let filter = isocrates_engine::RunFilter { limit: 1, ..Default::default() };
+        let id = self.engine.runs(&filter).await.unwrap().remove(0).id;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let now = self.engine.run(&id).await.unwrap();
+            if now.status.is_terminal() {
+                return now;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "refresh stuck at {:?}", now.status);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -334,8 +354,12 @@ impl Harness {
     }
 
     async fn publish_output(&self, run: &Run) -> Value {
+        self.checkpoint(run, "publish").await
+    }
+
+    async fn checkpoint(&self, run: &Run, step: &str) -> Value {
         self.engine
-            .checkpoints(std::slice::from_ref(run), "publish")
+            .checkpoints(std::slice::from_ref(run), step)
             .await
             .unwrap()
             .remove(&run.id)
@@ -452,6 +476,99 @@ on_both_backends! {
         assert_eq!(untouched.status, RunStatus::Skipped);
         assert!(untouched.error.as_deref().unwrap_or_default().contains("no source file of a published page"));
         assert_eq!(calls.writer(), written + 1);
+    }
+
+    async fn a_file_added_beside_documented_ones_joins_their_page(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, calls) = model_server(Planner::Plan).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
+        let planned = calls.planner();
+
+        // Two new files in folders the wiki covers, in a commit no push described: the run
+        // compares the two commits' trees itself.
+        write(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store.\nfunc Close() {}\n");
+        write(origin.path(), "core/src/rules/rule6.rs", "/// Rule 6.\npub fn rule6(total: u64) -> u64 { total + 6 }\n");
+        git(origin.path(), &["add", "."]);
+        git(origin.path(), &["commit", "-q", "-m", "close and rule six"]);
+        calls.pages.lock().unwrap().clear();
+        let grown = harness.run(repo, false).await;
+        assert_eq!(grown.status, RunStatus::Completed, "{:?}", grown.error);
+        let early = harness.checkpoint(&grown, "check_early").await;
+        assert_eq!(early["changes"]["from"], "clone");
+        assert_eq!(early["changes"]["paths"], json!(["core/src/rules/rule6.rs", "svc/store/close.go"]));
+        assert_eq!(calls.planner(), planned, "no new plan for files in known modules");
+        let mut rewritten = calls.pages.lock().unwrap().clone();
+        rewritten.sort();
+        assert_eq!(rewritten, ["Core Library", "Store Service"], "only the pages beside the new files");
+        let pages = harness.pages(repo).await;
+        for (title, file) in [("Store Service", "svc/store/close.go"), ("Core Library", "core/src/rules/rule6.rs")] {
+            let page = pages.iter().find(|p| p.title == title).unwrap();
+            let latest = &harness.storage.versions(&page.id, 0, 1).await.unwrap()[0];
+            let sources = &latest.author_metadata.as_ref().unwrap()["source_files"];
+            assert!(sources.as_array().unwrap().iter().any(|s| s == file), "{title}: {sources}");
+        }
+
+        // The new file is now a source like the others: changing it rewrites its page.
+        write(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store for good.\nfunc Close() {}\n");
+        git(origin.path(), &["commit", "-q", "-am", "close for good"]);
+        calls.pages.lock().unwrap().clear();
+        let changed = harness.run(repo, false).await;
+        assert_eq!(changed.status, RunStatus::Completed, "{:?}", changed.error);
+        assert_eq!(calls.pages.lock().unwrap().clone(), ["Store Service"]);
+    }
+
+    async fn a_page_moved_to_another_folder_is_updated_where_it_is(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let (url, _calls) = model_server(Planner::Plan).await;
+        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let repo = origin.path().to_str().unwrap();
+        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
+        let before = harness.pages(repo).await;
+        let core = before.iter().find(|p| p.title == "Core Library").unwrap();
+        harness.storage.move_document(&core.id, "handbook/libraries").await.unwrap();
+
+        write(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
+        git(origin.path(), &["commit", "-q", "-am", "totals"]);
+        let changed = harness.run(repo, false).await;
+        assert_eq!(changed.status, RunStatus::Completed, "{:?}", changed.error);
+        let after = harness.pages(repo).await;
+        assert_eq!(after.len(), before.len(), "no second Core Library: {:?}", after.iter().map(|p| (&p.title, &p.path)).collect::<Vec<_>>());
+        let moved = harness.storage.document(&core.id).await.unwrap().unwrap();
+        assert_eq!(moved.path, "handbook/libraries", "the page stays where it was moved");
+        assert!(moved.content.contains("Core Library explains its part"), "{}", moved.content);
+        let latest = &harness.storage.versions(&core.id, 0, 1).await.unwrap()[0];
+        assert_eq!(latest.author_metadata.as_ref().unwrap()["run_id"], changed.id.as_str());
+    }
+
+    async fn the_refresh_documents_the_branch_an_admin_chose(db) {
+        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(origin.path());
+        let harness = Harness::start(test_docgen(&db.storage, repos.path())).await;
+        let repo = origin.path().to_str().unwrap();
+        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
+        git(origin.path(), &["checkout", "-q", "-b", "develop"]);
+        write(origin.path(), "core/src/cart.rs", "/// A cart on develop.\npub struct Cart;\n");
+        git(origin.path(), &["commit", "-q", "-am", "develop work"]);
+        let develop = git(origin.path(), &["rev-parse", "HEAD"]);
+        git(origin.path(), &["checkout", "-q", "main"]);
+
+        let row = harness.storage.repository(repo).await.unwrap().unwrap();
+        harness.storage.change_repository(&row.id, Some(Some("develop".into()))).await.unwrap();
+        let run = harness.refresh().await;
+        assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+        let cloned = harness.checkpoint(&run, "clone").await;
+        assert_eq!(cloned["commit_sha"], develop.as_str(), "the tracked branch, not HEAD");
+        assert_eq!(harness.storage.repository(repo).await.unwrap().unwrap().last_commit.as_deref(), Some(develop.as_str()));
+
+        harness.storage.change_repository(&row.id, Some(Some("gone".into()))).await.unwrap();
+        let missing = harness.refresh().await;
+        assert_eq!(missing.status, RunStatus::Failed);
+        let error = missing.error.unwrap_or_default();
+        assert!(error.contains("no branch gone") && error.contains("tracked branch"), "{error}");
     }
 
     async fn a_page_a_person_edited_survives_the_next_run(db) {

@@ -113,7 +113,7 @@ on_both_backends! {
         let shape = pipeline::workflow(Arc::new(test_docgen(&db.storage, work.path())));
         let engine = Engine::new(db.storage.db().clone(), vec![shape]).await.unwrap();
         let repo = origin.path().to_str().unwrap().to_string();
-        let input = DocgenInput { repo_url: repo.clone(), commit_sha: None, force: false, changed_paths: None };
+        let input = DocgenInput { repo_url: repo.clone(), commit_sha: None, force: false, changed_paths: None, added_paths: Vec::new(), base_commit: None };
         let run = engine.submit(input.into_run(Trigger::Manual)).await.unwrap().run;
 
         let mut first = Worker::start(work.path(), &db.url, &model);

@@ -229,8 +229,34 @@ on_both_backends! {
         assert!(on_main["message"].as_str().unwrap().contains("release"), "{on_main}");
         let back = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"branch": null})).await;
         assert_eq!(back.body["tracked_branch"], "main");
-        let refused = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"folder": "elsewhere"})).await;
-        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+
+        // Moving the repository's folder moves its pages, ids and all; its next run, from a
+        // push that starts at the commit last published, updates them there.
+        let before: Vec<String> = app.db.storage.documents_of_repo(repo_url).await.unwrap().into_iter().map(|d| d.id).collect();
+        let moved = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"folder": "handbook/tiny"})).await;
+        assert_eq!((moved.status, moved.body["folder"].as_str()), (StatusCode::OK, Some("handbook/tiny")), "{:?}", moved.body);
+        let pages = app.db.storage.documents_of_repo(repo_url).await.unwrap();
+        assert!(pages.iter().all(|p| p.path == "handbook/tiny" || p.path.starts_with("handbook/tiny/")), "{pages:?}");
+        let mut ids: Vec<String> = pages.iter().map(|p| p.id.clone()).collect();
+        let mut expected = before.clone();
+        ids.sort();
+        expected.sort();
+        assert_eq!(ids, expected, "the pages keep their ids");
+        let fifth = commit_file(origin.path(), "src/lib.rs", "/// Five.\npub fn five() {}\n");
+        let mut push: Value = serde_json::from_slice(&local_push(origin.path(), &fifth, &["src/lib.rs"])).unwrap();
+        push["before"] = Value::from(second.as_str());
+        let (_, after_move) = signed(&app, "push", "p-5", serde_json::to_vec(&push).unwrap()).await;
+        let run = wait_until_done(&app, after_move["job_id"].as_str().unwrap()).await;
+        assert_eq!(run.status, isocrates_engine::RunStatus::Completed, "{:?}", run.error);
+        let early = app.engine.checkpoints(std::slice::from_ref(&run), "check_early").await.unwrap().remove(&run.id).unwrap();
+        assert_eq!(early["changes"]["from"], "push", "the push starts at the commit last published: {early}");
+        let pages = app.db.storage.documents_of_repo(repo_url).await.unwrap();
+        assert_eq!(pages.len(), before.len(), "no page left behind or made twice: {pages:?}");
+        assert!(pages.iter().all(|p| p.path.starts_with("handbook/tiny")), "{pages:?}");
+        assert!(pages.iter().any(|p| p.content.contains("five")), "{pages:?}");
+        let inside = app.put(&format!("/api/repositories/{id}"), Some(&admin), serde_json::json!({"folder": "handbook/tiny/deeper"})).await;
+        assert_eq!(inside.status, StatusCode::BAD_REQUEST, "{:?}", inside.body);
+        assert_eq!(inside.body["details"]["field"], "folder", "{:?}", inside.body);
         assert_eq!(app.put("/api/repositories/nope", Some(&admin), serde_json::json!({"branch": "x"})).await.status, StatusCode::NOT_FOUND);
 
         // The periodic refresh runs the head of every tracked repository, once while live.

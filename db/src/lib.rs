@@ -270,8 +270,8 @@ pub enum Arg {
     Text(Option<String>),
     /// A 64-bit integer, or NULL.
     Int(Option<i64>),
-    /// A boolean.
-    Bool(bool),
+    /// A boolean, or NULL.
+    Bool(Option<bool>),
     /// A double-precision number.
     Float(f64),
     /// A time, or NULL.
@@ -320,7 +320,7 @@ impl From<f64> for Arg {
 }
 impl From<bool> for Arg {
     fn from(v: bool) -> Arg {
-        Arg::Bool(v)
+        Arg::Bool(Some(v))
     }
 }
 impl From<Timestamp> for Arg {

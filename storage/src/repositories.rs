@@ -1,10 +1,11 @@
 //! Tracked repositories: one row per repository IsoCrates documents, created by its first
 //! run, with the branch its pushes are followed on (none: the repository's default), the
-//! folder its pages live under, and the commit last published.
+//! folder its pages live under (which an admin may move them out of), the commit last
+//! published, and what GitHub's API says of it.
 
 use crate::ids::{normalize_path, short_hash};
 use crate::{Error, Storage, Timestamp};
-use isocrates_db::args;
+use isocrates_db::{Arg, args};
 
 /// A tracked repository.
 #[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
@@ -17,8 +18,11 @@ pub struct Repository {
     pub branch: Option<String>,
     /// The folder its pages live under.
     pub folder: String,
-    /// The default branch, as its last clone found it.
+    /// The default branch, as GitHub's API or the last clone found it.
     pub default_branch: Option<String>,
+    /// Whether only its members can read it, as GitHub's API last said.
+    #[sqlx(rename = "is_private")]
+    pub private: Option<bool>,
     /// The commit last published.
     pub last_commit: Option<String>,
     /// When its first run started.
@@ -35,34 +39,36 @@ impl Repository {
 }
 
 const COLUMNS: &str =
-    "id, repo_url, branch, folder, default_branch, last_commit, created_at, updated_at";
+    "id, repo_url, branch, folder, default_branch, is_private, last_commit, created_at, updated_at";
 
 impl Storage {
-    /// The repository's row, created with `folder` when it has none; the default branch is
-    /// updated when `default_branch` is known.
+    /// The repository's row, created with `folder` when it has none; the default branch
+    /// and privacy are updated when known.
     pub async fn track_repository(
         &self,
         repo_url: &str,
         folder: &str,
         default_branch: Option<&str>,
+        private: Option<bool>,
     ) -> Result<Repository, Error> {
         let now = Timestamp::now();
         self.db
             .execute(
-                "INSERT INTO repositories (id, repo_url, branch, folder, default_branch, last_commit, \
-                 created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, NULL, $5, $5) \
-                 ON CONFLICT (repo_url) DO NOTHING",
-                args![short_hash(repo_url), repo_url, normalize_path(folder), default_branch.map(str::to_string), now],
+                "INSERT INTO repositories (id, repo_url, branch, folder, default_branch, is_private, \
+                 last_commit, created_at, updated_at) VALUES ($1, $2, NULL, $3, $4, $5, NULL, $6, $6) \
+                 ON CONFLICT (repo_url) DO UPDATE SET \
+                 default_branch = coalesce(excluded.default_branch, repositories.default_branch), \
+                 is_private = coalesce(excluded.is_private, repositories.is_private)",
+                args![
+                    short_hash(repo_url),
+                    repo_url,
+                    normalize_path(folder),
+                    default_branch.map(str::to_string),
+                    Arg::Bool(private),
+                    now
+                ],
             )
             .await?;
-        if let Some(branch) = default_branch {
-            self.db
-                .execute(
-                    "UPDATE repositories SET default_branch = $1 WHERE repo_url = $2",
-                    args![branch, repo_url],
-                )
-                .await?;
-        }
         self.repository(repo_url).await?.ok_or_else(|| Error::not_found("repository", repo_url))
     }
 
@@ -98,6 +104,56 @@ impl Storage {
                 return Err(Error::not_found("repository", id));
             }
         }
+        self.repository_with_id(id).await
+    }
+
+    /// Moves the pages of the repository with id `id` from its folder to `folder`, and
+    /// makes `folder` the one its runs publish into. Pages keep their ids and the paths
+    /// below the folder; a page a person moved out of the folder stays where it is. The
+    /// pages move one by one and the folder changes last, so asking again after a failure
+    /// finishes the move.
+    pub async fn move_repository(&self, id: &str, folder: &str) -> Result<Repository, Error> {
+        let target = crate::documents::check_path("folder", folder)?;
+        if target.is_empty() {
+            return Err(Error::validation(
+                "folder",
+                "folder must name a folder, such as docs/shop",
+            ));
+        }
+        let row = self.repository_with_id(id).await?;
+        if row.folder == target {
+            return Ok(row);
+        }
+        if target.starts_with(&format!("{}/", row.folder)) {
+            return Err(Error::validation(
+                "folder",
+                format!(
+                    "{target} is inside the repository's folder {}: pick a folder outside it",
+                    row.folder
+                ),
+            ));
+        }
+        for doc in self.documents_of_repo(&row.repo_url).await? {
+            let below = if doc.path == row.folder {
+                Some("")
+            } else {
+                doc.path.strip_prefix(&format!("{}/", row.folder))
+            };
+            let Some(below) = below else { continue };
+            let moved = if below.is_empty() { target.clone() } else { format!("{target}/{below}") };
+            self.move_document(&doc.id, &moved).await?;
+        }
+        self.db
+            .execute(
+                "UPDATE repositories SET folder = $1, updated_at = $2 WHERE id = $3",
+                args![&target, Timestamp::now(), id],
+            )
+            .await?;
+        self.repository_with_id(id).await
+    }
+
+    /// The row of the repository with id `id`.
+    pub async fn repository_with_id(&self, id: &str) -> Result<Repository, Error> {
         let sql = format!("SELECT {COLUMNS} FROM repositories WHERE id = $1");
         self.db
             .fetch_optional::<Repository>(sql, args![id])

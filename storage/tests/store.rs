@@ -426,4 +426,30 @@ isocrates_testkit::on_both_backends! {
         s.purge_document(&id).await.unwrap();
         assert!(s.proposals(&id).await.unwrap().is_empty(), "purged with its page");
     }
+
+    async fn a_tracked_repository_moves_its_pages_and_keeps_what_github_said(db) {
+        let s = &db.storage;
+        let repo = "https://github.com/acme/shop";
+        let row = s.track_repository(repo, "shop", Some("main"), Some(true)).await.unwrap();
+        assert_eq!((row.folder.as_str(), row.default_branch.as_deref(), row.private), ("shop", Some("main"), Some(true)));
+        // A later clone that knows less leaves what was known.
+        let again = s.track_repository(repo, "ignored", None, None).await.unwrap();
+        assert_eq!((again.folder.as_str(), again.default_branch.as_deref(), again.private), ("shop", Some("main"), Some(true)));
+
+        let page = |title: &str, path: &str| NewDocument { repo_url: Some(repo.into()), ..doc(title, path, "text") };
+        let top = create(s, page("Overview", "shop")).await;
+        let deep = create(s, page("Cart", "shop/modules")).await;
+        let away = create(s, page("Elsewhere", "handbook")).await;
+        let moved = s.move_repository(&row.id, "/wiki/shop/").await.unwrap();
+        assert_eq!(moved.folder, "wiki/shop");
+        let path = |id: String| async move { s.document(&id).await.unwrap().unwrap().path };
+        assert_eq!(path(top).await, "wiki/shop");
+        assert_eq!(path(deep).await, "wiki/shop/modules");
+        assert_eq!(path(away).await, "handbook", "a page moved out of the folder stays");
+
+        let inside = s.move_repository(&row.id, "wiki/shop/sub").await.unwrap_err();
+        assert!(matches!(inside, Error::Validation { .. }), "{inside:?}");
+        assert!(matches!(s.move_repository(&row.id, "  ").await.unwrap_err(), Error::Validation { .. }));
+        assert!(matches!(s.move_repository("nope", "x").await.unwrap_err(), Error::NotFound { .. }));
+    }
 }

@@ -216,6 +216,7 @@ pub fn test_docgen(storage: &Storage, repos: &std::path::Path) -> Docgen {
         models: Models { provider: "static".into(), planner: None, writer: None },
         prompts: Arc::new(Prompts::built_in()),
         settings: Settings::default(),
+        github: None,
     }
 }
 

@@ -50,6 +50,13 @@ pub struct DocgenInput {
     /// out.
     #[serde(default)]
     pub changed_paths: Option<Vec<String>>,
+    /// The paths among `changed_paths` that the push added.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub added_paths: Vec<String>,
+    /// The commit the push started from: its `changed_paths` are the changes since this
+    /// commit, so they are trusted only when it is the one last published.
+    #[serde(default)]
+    pub base_commit: Option<String>,
 }
 
 impl DocgenInput {
@@ -180,6 +187,8 @@ pub async fn refresh_all(
             commit_sha: None,
             force: false,
             changed_paths: None,
+            added_paths: Vec::new(),
+            base_commit: None,
         };
         match engine.submit(input.into_run(Trigger::Schedule)).await {
             Ok(submitted) if submitted.created => started += 1,
@@ -304,6 +313,8 @@ mod tests {
             commit_sha: commit.map(str::to_string),
             force: false,
             changed_paths: None,
+            added_paths: Vec::new(),
+            base_commit: None,
         };
         let a = input(Some("abc")).into_run(Trigger::Webhook);
         let b = input(Some("def")).into_run(Trigger::Webhook);

@@ -187,6 +187,15 @@ pub struct FileEntry {
     pub sha256: Option<String>,
 }
 
+/// The paths two commits differ in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathChanges {
+    /// Every path added, changed or removed, sorted.
+    pub paths: Vec<String>,
+    /// The paths among them that the older commit did not have, sorted.
+    pub added: Vec<String>,
+}
+
 /// A commit of a repository, fetched and ready to read.
 #[derive(Debug)]
 pub struct Snapshot {
@@ -199,18 +208,19 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Fetches `commit` of `source` (its HEAD when `None`) into the cache, or opens the
-    /// clone already there.
+    /// Fetches `revision` of `source` into the cache, or opens the clone already there: a
+    /// full commit id, a full branch name such as `refs/heads/main`, or HEAD when `None`.
     pub fn fetch(
         source: &Source,
-        commit: Option<&str>,
+        revision: Option<&str>,
         config: &GitConfig,
         interrupt: &AtomicBool,
     ) -> Result<Snapshot, GitError> {
         let folder = config.repos_dir.join(cache_name(source));
         std::fs::create_dir_all(&folder)
             .map_err(|e| GitError::Cache(format!("cannot create {}: {e}", folder.display())))?;
-        if let Some(commit) = commit {
+        let commit = revision;
+        if let Some(commit) = commit.filter(|r| !r.starts_with("refs/")) {
             let cached = folder.join(format!("{commit}.git"));
             if let Some(snapshot) = open_cached(&cached, commit, config) {
                 return Ok(snapshot);
@@ -266,6 +276,29 @@ impl Snapshot {
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(files)
+    }
+
+    /// The paths whose content differs between `older` and this commit. Blob ids are
+    /// compared, so no file is read.
+    pub fn changed_since(&self, older: &Snapshot) -> Result<PathChanges, GitError> {
+        let before: std::collections::BTreeMap<String, gix::ObjectId> =
+            older.blobs()?.into_iter().collect();
+        let after: std::collections::BTreeMap<String, gix::ObjectId> =
+            self.blobs()?.into_iter().collect();
+        let mut changes = PathChanges::default();
+        for (path, id) in &after {
+            match before.get(path) {
+                None => {
+                    changes.paths.push(path.clone());
+                    changes.added.push(path.clone());
+                }
+                Some(old) if old != id => changes.paths.push(path.clone()),
+                Some(_) => {}
+            }
+        }
+        changes.paths.extend(before.keys().filter(|path| !after.contains_key(*path)).cloned());
+        changes.paths.sort();
+        Ok(changes)
     }
 
     /// The content of the file at `path`, when the commit has it and it is not over
@@ -354,6 +387,10 @@ fn clone_into(
         if message.contains("requested revision") {
             // The server has no such commit; asked for HEAD, it has no commit at all.
             match commit {
+                Some(branch) if branch.starts_with("refs/heads/") => GitError::NotFound(format!(
+                    "{shown}: there is no branch {}; change the repository's tracked branch",
+                    &branch["refs/heads/".len()..]
+                )),
                 Some(commit) => GitError::NotFound(format!(
                     "{shown}: the commit {commit} is not in the repository"
                 )),
@@ -422,15 +459,26 @@ fn cache_name(source: &Source) -> String {
     format!("{}-{hash}", if safe.is_empty() { "repository" } else { &safe })
 }
 
-/// Keeps the newest clones of a repository: `keep` and the one before it.
+/// Keeps the newest clones of a repository: `keep` and the one before it. A fetch left
+/// half done by a crash is removed once it is an hour old, when no live fetch can own it.
 fn prune(folder: &Path, keep: &Path) {
     let Ok(entries) = std::fs::read_dir(folder) else { return };
-    let mut clones: Vec<(std::time::SystemTime, PathBuf)> = entries
+    let dated: Vec<(std::time::SystemTime, PathBuf)> = entries
         .filter_map(|e| e.ok())
         .map(|e| e.path())
-        .filter(|p| p != keep && p.extension().is_some_and(|ext| ext == "git"))
+        .filter(|p| p != keep)
         .filter_map(|p| Some((p.metadata().ok()?.modified().ok()?, p)))
         .collect();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    let (abandoned, dated): (Vec<_>, Vec<_>) = dated.into_iter().partition(|(modified, p)| {
+        *modified < hour_ago
+            && p.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with(".fetching-"))
+    });
+    for (_, path) in abandoned {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    let mut clones: Vec<(std::time::SystemTime, PathBuf)> =
+        dated.into_iter().filter(|(_, p)| p.extension().is_some_and(|ext| ext == "git")).collect();
     clones.sort();
     clones.reverse();
     for (_, old) in clones.into_iter().skip(1) {

@@ -5,11 +5,13 @@
 //! database only through `isocrates-storage` and the engine. [`docgen`] holds what the
 //! engine and the jobs API need of a run: its input, its keys, the facts read off it, and
 //! the workflow. [`prompts`] holds what each model call says: the templates of `prompts/`
-//! and the data each receives.
+//! and the data each receives. [`git`] fetches and reads commits; [`github`] asks GitHub's API
+//! what git would take longer to find out.
 
 pub mod analyze;
 pub mod docgen;
 pub mod git;
+pub mod github;
 pub mod pipeline;
 pub mod prompts;
 

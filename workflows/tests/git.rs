@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::atomic::AtomicBool;
 
-use isocrates_workflows::git::{GitConfig, GitError, Snapshot, Source};
+use isocrates_workflows::git::{GitConfig, GitError, PathChanges, Snapshot, Source};
 
 fn git(dir: &Path, args: &[&str]) -> String {
     let output = Command::new("git")
@@ -122,4 +122,42 @@ fn a_repository_over_the_size_limit_is_refused_and_large_files_are_not_read() {
     let big = snapshot.files().unwrap().into_iter().find(|f| f.path == "big.bin").unwrap();
     assert_eq!((big.size, big.sha256), (4096, None));
     assert_eq!(snapshot.read("big.bin"), None);
+}
+
+#[test]
+fn the_paths_changed_between_two_commits_come_from_their_trees() {
+    let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (first, _) = repository(origin.path());
+    std::fs::write(origin.path().join("src/new.rs"), "pub fn three() {}\n").unwrap();
+    git(origin.path(), &["rm", "-q", "README.md"]);
+    git(origin.path(), &["add", "."]);
+    git(origin.path(), &["commit", "-q", "-m", "third"]);
+    let config = local(repos.path());
+    let source = Source::parse(origin.path().to_str().unwrap(), &config).unwrap();
+    let old = fetch(&source, Some(&first), &config).unwrap();
+    let new = fetch(&source, None, &config).unwrap();
+    let changes = new.changed_since(&old).unwrap();
+    assert_eq!(changes.paths, ["README.md", "src/lib.rs", "src/new.rs"]);
+    assert_eq!(changes.added, ["src/new.rs"]);
+    assert_eq!(new.changed_since(&new).unwrap(), PathChanges::default());
+}
+
+#[test]
+fn a_branch_is_fetched_by_its_name_and_a_missing_one_is_named() {
+    let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (_, second) = repository(origin.path());
+    git(origin.path(), &["checkout", "-q", "-b", "develop"]);
+    std::fs::write(origin.path().join("src/lib.rs"), "pub fn dev() {}\n").unwrap();
+    git(origin.path(), &["commit", "-q", "-am", "on develop"]);
+    let develop = git(origin.path(), &["rev-parse", "HEAD"]);
+    git(origin.path(), &["checkout", "-q", "main"]);
+    let config = local(repos.path());
+    let source = Source::parse(origin.path().to_str().unwrap(), &config).unwrap();
+    assert_eq!(fetch(&source, None, &config).unwrap().commit, second, "HEAD is main");
+    let branch = fetch(&source, Some("refs/heads/develop"), &config).unwrap();
+    assert_eq!(branch.commit, develop);
+    assert_eq!(branch.read("src/lib.rs").unwrap(), b"pub fn dev() {}\n");
+    let missing = fetch(&source, Some("refs/heads/nope"), &config).unwrap_err();
+    assert!(matches!(missing, GitError::NotFound(_)), "{missing:?}");
+    assert!(missing.to_string().contains("no branch nope"), "{missing}");
 }

@@ -46,7 +46,14 @@ async fn create(
     caller.require(&Folders::load(&state).await?.of(&repo_url), Action::Edit)?;
     let commit_sha = docgen::normalize_commit_sha(body.commit_sha.as_deref())
         .map_err(|m| Error::validation("commit_sha", m))?;
-    let input = DocgenInput { repo_url, commit_sha, force: body.force, changed_paths: None };
+    let input = DocgenInput {
+        repo_url,
+        commit_sha,
+        force: body.force,
+        changed_paths: None,
+        added_paths: Vec::new(),
+        base_commit: None,
+    };
     let submitted = state.engine().submit(input.into_run(Trigger::Manual)).await?;
     if submitted.created {
         super::audit(

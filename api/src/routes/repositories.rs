@@ -1,17 +1,15 @@
 //! The tracked repositories, for admins: `GET /api/repositories` lists them with the branch
-//! each follows, the folder its pages live under and the commit last published;
-//! `PUT /api/repositories/{id}` changes the branch it follows (`null`: the repository's
-//! default).
-//!
-//! FIXME: moving a repository's pages to another folder is not offered: the pages would
-//! have to move with their ids (`Storage::move_document`) and publish update them in
-//! place, where it now derives ids from the folder.
+//! each follows, the folder its pages live under, the commit last published and what
+//! GitHub's API says of it; `PUT /api/repositories/{id}` changes the branch it follows
+//! (`null`: the repository's default) and moves its pages to another folder, where its
+//! later runs update them.
 
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use isocrates_storage::Timestamp;
 use isocrates_storage::repositories::Repository;
+use isocrates_workflows::docgen;
 use serde::Serialize;
 use serde_json::Value;
 
@@ -35,6 +33,8 @@ struct RepositoryOut {
     tracked_branch: Option<String>,
     folder: String,
     default_branch: Option<String>,
+    /// Whether GitHub says the repository is private; `null` when not asked.
+    private: Option<bool>,
     last_commit: Option<String>,
     created_at: Timestamp,
     updated_at: Timestamp,
@@ -49,6 +49,7 @@ impl From<Repository> for RepositoryOut {
             branch: r.branch,
             folder: r.folder,
             default_branch: r.default_branch,
+            private: r.private,
             last_commit: r.last_commit,
             created_at: r.created_at,
             updated_at: r.updated_at,
@@ -78,13 +79,29 @@ async fn change(
         Some(Value::String(b)) => Some(Some(b.clone())),
         Some(_) => return Err(Error::validation("branch", "branch must be a branch name or null")),
     };
-    if body.get("folder").is_some() {
-        return Err(Error::validation(
-            "folder",
-            "a repository's folder is set by its first run and cannot be changed yet",
-        ));
+    let folder = match body.get("folder") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(f)) => Some(f.clone()),
+        Some(_) => return Err(Error::validation("folder", "folder must be a folder path")),
+    };
+    if folder.is_some() {
+        // A run publishes into the folder its clone read: moving the pages under a live run
+        // would split the wiki between two folders.
+        let row = state.storage().repository_with_id(&id).await?;
+        let filter =
+            docgen::run_filter(Some(&row.repo_url), None, None, 20).map_err(Error::Internal)?;
+        let runs = state.engine().runs(&filter).await?;
+        if runs.iter().any(|r| !r.status.is_terminal()) {
+            return Err(Error::Conflict(format!(
+                "a documentation job of {} is queued or running: move its folder once it ends",
+                row.repo_url
+            )));
+        }
     }
-    let row = state.storage().change_repository(&id, branch).await?;
+    let mut row = state.storage().change_repository(&id, branch).await?;
+    if let Some(folder) = folder {
+        row = state.storage().move_repository(&id, &folder).await?;
+    }
     super::audit(&state, &caller, "repository.change", &row.id, body).await;
     Ok(axum::Json(RepositoryOut::from(row)))
 }

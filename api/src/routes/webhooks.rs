@@ -98,7 +98,10 @@ async fn github(
     let commit = payload["head_commit"]["id"].as_str().unwrap_or(after);
     let commit_sha = docgen::normalize_commit_sha(Some(commit))
         .map_err(|m| Error::validation("head_commit.id", m))?;
-    let changed_paths = changed_paths(&payload);
+    let (changed_paths, added_paths) = match changed_paths(&payload) {
+        Some((paths, added)) => (Some(paths), added),
+        None => (None, Vec::new()),
+    };
 
     let delivery = header("x-github-delivery").filter(|d| !d.is_empty()).map(str::to_string);
     if let Some(delivery) = &delivery
@@ -110,7 +113,19 @@ async fn github(
             message: "this delivery was received before: the job it started".into(),
         }));
     }
-    let input = DocgenInput { repo_url: repo_url.clone(), commit_sha, force: false, changed_paths };
+    // A new branch starts from no commit: GitHub sends zeros.
+    let base_commit = docgen::normalize_commit_sha(payload["before"].as_str())
+        .ok()
+        .flatten()
+        .filter(|sha| !sha.bytes().all(|b| b == b'0'));
+    let input = DocgenInput {
+        repo_url: repo_url.clone(),
+        commit_sha,
+        force: false,
+        changed_paths,
+        added_paths,
+        base_commit,
+    };
     let submitted = state.engine().submit(input.into_run(Trigger::Webhook)).await?;
     let mut job_id = submitted.run.id.clone();
     if let Some(delivery) = &delivery {
@@ -162,10 +177,10 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Erro
     })
 }
 
-/// Every path the push's commits added, changed or removed; `None` when the list may be
-/// incomplete (a forced push, or more commits than GitHub lists), so that the run compares
-/// the files itself.
-fn changed_paths(payload: &Value) -> Option<Vec<String>> {
+/// Every path the push's commits added, changed or removed, and those they added; `None`
+/// when the list may be incomplete (a forced push, or more commits than GitHub lists), so
+/// that the run compares the commits itself.
+fn changed_paths(payload: &Value) -> Option<(Vec<String>, Vec<String>)> {
     let commits = payload["commits"].as_array()?;
     if payload["forced"].as_bool().unwrap_or(false)
         || commits.is_empty()
@@ -173,15 +188,20 @@ fn changed_paths(payload: &Value) -> Option<Vec<String>> {
     {
         return None;
     }
-    let mut paths = BTreeSet::new();
+    let (mut paths, mut added) = (BTreeSet::new(), BTreeSet::new());
     for commit in commits {
         for list in ["added", "modified", "removed"] {
             for path in commit[list].as_array().into_iter().flatten().filter_map(Value::as_str) {
                 paths.insert(path.to_string());
+                match list {
+                    "added" => added.insert(path.to_string()),
+                    "removed" => added.remove(path),
+                    _ => false,
+                };
             }
         }
     }
-    Some(paths.into_iter().collect())
+    Some((paths.into_iter().collect(), added.into_iter().collect()))
 }
 
 #[cfg(test)]
@@ -194,7 +214,9 @@ mod tests {
             {"added": ["a.rs"], "modified": ["b.rs"], "removed": []},
             {"added": [], "modified": ["b.rs", "c.rs"], "removed": ["d.rs"]},
         ]});
-        assert_eq!(changed_paths(&push).unwrap(), ["a.rs", "b.rs", "c.rs", "d.rs"]);
+        let (paths, added) = changed_paths(&push).unwrap();
+        assert_eq!(paths, ["a.rs", "b.rs", "c.rs", "d.rs"]);
+        assert_eq!(added, ["a.rs"]);
         let forced = json!({"forced": true, "commits": [{"added": ["a.rs"]}]});
         assert_eq!(changed_paths(&forced), None);
         assert_eq!(changed_paths(&json!({"commits": []})), None);

@@ -1,17 +1,22 @@
 //! The steps of a documentation run, each a function of the run's input and the
 //! checkpoints of the steps before it:
 //!
-//! - `clone` fetches the commit and lists its files with their SHA-256;
+//! - `clone` fetches the commit (the tracked branch's head when the run names none) and
+//!   lists its files with their SHA-256, recording what GitHub's API says of the
+//!   repository when a token is set;
 //! - `analyze` reads them with tree-sitter ([`crate::analyze`]);
-//! - `check_early` reads the published pages of the repository: a commit already
-//!   published, or a change that touches no page's sources, ends the run `skipped`
-//!   before any model is called;
+//! - `check_early` reads the published pages of the repository and the paths changed
+//!   since the commit last published (from the push, GitHub or the two trees): a commit
+//!   already published, or a change that touches no page's sources, ends the run
+//!   `skipped` before any model is called, and a source file added beside documented
+//!   ones joins their page;
 //! - `plan` reuses the published pages when nothing asks for a new plan, and otherwise asks
 //!   the planner, falling back to a plan from the analysis;
 //! - `write` writes the pages whose sources changed, one checkpointed item per page, so a
 //!   retried or resumed run pays for no page twice;
 //! - `check_final` keeps every page whose latest version a person wrote;
-//! - `publish` stores the rest as AI versions with their provenance, one item per page,
+//! - `publish` stores the rest as AI versions with their provenance, one item per page
+//!   (a published page updated by its id, wherever it was moved),
 //!   keeps the AI text of the kept pages as proposals beside them, and moves to the trash
 //!   the pages the plan dropped, unless a person edited them.
 //!
@@ -30,7 +35,7 @@ use isocrates_engine::{StepContext, StepError, StepOutcome, Usage, Workflow};
 use isocrates_providers::json::{JsonError, complete_json};
 use isocrates_providers::{CallError, Llm};
 use isocrates_storage::Storage;
-use isocrates_storage::documents::{Author, AuthorType, NewDocument};
+use isocrates_storage::documents::{Author, AuthorType, ContentUpdate, NewDocument};
 use isocrates_storage::ids::document_id;
 use isocrates_storage::links::title_key;
 use serde::de::DeserializeOwned;
@@ -39,7 +44,8 @@ use serde_json::{Value, json};
 
 use crate::analyze::{Analysis, SourceFile, analyze};
 use crate::docgen::{DocgenInput, WORKFLOW, repo_folder, repo_name};
-use crate::git::{FileEntry, GitConfig, GitError, Snapshot, Source};
+use crate::git::{FileEntry, GitConfig, GitError, PathChanges, Snapshot, Source};
+use crate::github::GitHub;
 use crate::prompts::{
     AnalysisFacts, ExistingPage as PromptPage, FileFacts as PromptFile, LanguageCount, ModuleFacts,
     PageLink, PagePlan, PlannerContext, Prompts, RepositoryFacts, WriterContext,
@@ -97,6 +103,8 @@ pub struct Docgen {
     pub prompts: Arc<Prompts>,
     /// Sizes and limits.
     pub settings: Settings,
+    /// GitHub's API, when `GITHUB_TOKEN` is set: facts and comparisons that spare a fetch.
+    pub github: Option<GitHub>,
 }
 
 /// The documentation workflow over `docgen`.
@@ -165,6 +173,28 @@ pub struct EarlyCheck {
     /// a new plan to cover them.
     #[serde(default)]
     pub uncovered: Vec<String>,
+    /// The paths changed since the commit last published, when known.
+    #[serde(default)]
+    pub changes: Option<Changes>,
+    /// Source files added since the commit last published to a module the wiki covers,
+    /// by the title of the page that now reads them.
+    #[serde(default)]
+    pub added_sources: BTreeMap<String, Vec<String>>,
+}
+
+/// The paths changed between the commit last published and the run's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Changes {
+    /// The commit last published.
+    pub since: String,
+    /// Who said: `push` (the webhook's commit list), `github` (GitHub's comparison) or
+    /// `clone` (the two commits' trees).
+    pub from: String,
+    /// Every path added, changed or removed, sorted.
+    pub paths: Vec<String>,
+    /// The paths among them that are new, sorted.
+    #[serde(default)]
+    pub added: Vec<String>,
 }
 
 /// One written page, as the `write` step records it.
@@ -264,24 +294,53 @@ async fn blocking<T: Send + 'static>(
 async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
     let input = input(&ctx)?;
     let source = Source::parse(&input.repo_url, &d.git).map_err(git_failure)?;
+    let known = d.storage.repository(&input.repo_url).await.map_err(storage_failure)?;
+    // A run of no commit in particular documents the head of the tracked branch.
+    let revision = input.commit_sha.clone().or_else(|| {
+        known.as_ref().and_then(|r| r.branch.as_ref()).map(|b| format!("refs/heads/{b}"))
+    });
     let git = d.git.clone();
-    let commit = input.commit_sha.clone();
-    let (commit_sha, default_branch, files) = blocking(move || {
-        let snapshot = Snapshot::fetch(&source, commit.as_deref(), &git, &AtomicBool::new(false))?;
+    let (commit_sha, cloned_branch, files) = blocking(move || {
+        let snapshot =
+            Snapshot::fetch(&source, revision.as_deref(), &git, &AtomicBool::new(false))?;
         let files = snapshot.files()?;
         Ok((snapshot.commit.clone(), snapshot.default_branch.clone(), files))
     })
     .await?;
     tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
+    let facts = github_facts(&d, &input.repo_url, &ctx).await;
+    let default_branch = facts.as_ref().and_then(|f| f.default_branch.clone()).or(cloned_branch);
     let tracked = d
         .storage
-        .track_repository(&input.repo_url, &repo_folder(&input.repo_url), default_branch.as_deref())
+        .track_repository(
+            &input.repo_url,
+            &repo_folder(&input.repo_url),
+            default_branch.as_deref(),
+            facts.and_then(|f| f.private),
+        )
         .await
         .map_err(storage_failure)?;
     let folder = tracked.folder;
     let summary =
         format!("commit {}: {} files", &commit_sha[..commit_sha.len().min(12)], files.len());
     done(CloneOutput { commit_sha, default_branch, files, folder }, summary)
+}
+
+/// What GitHub's API says of the repository, when it is on github.com and a token is set;
+/// a failure is logged and leaves what the clone found.
+async fn github_facts(
+    d: &Docgen,
+    repo_url: &str,
+    ctx: &StepContext,
+) -> Option<crate::github::RepoFacts> {
+    let (github, (owner, name)) = (d.github.as_ref()?, GitHub::repo_of(repo_url)?);
+    match github.repository(owner, name).await {
+        Ok(facts) => Some(facts),
+        Err(error) => {
+            tracing::warn!(run.id = %ctx.run_id, %error, "GitHub's API did not describe the repository");
+            None
+        }
+    }
 }
 
 /// The snapshot of the run's commit, fetched again if this worker has no clone of it.
@@ -402,20 +461,31 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
         .iter()
         .map(|f| (f.path.as_str(), f.sha256.as_deref().map(short).unwrap_or_default()))
         .collect();
-    let changed_by_push: Option<BTreeSet<&str>> =
-        input.changed_paths.as_ref().map(|paths| paths.iter().map(String::as_str).collect());
+    let changes = match &last_commit {
+        Some(old) if *old != cloned.commit_sha => {
+            changes_since(&d, &ctx, &input, old, &cloned.commit_sha).await
+        }
+        _ => None,
+    };
+    let changed: Option<BTreeSet<&str>> =
+        changes.as_ref().map(|c| c.paths.iter().map(String::as_str).collect());
+    let analysis: Analysis = output(&ctx, "analyze")?;
+    let added_sources = match &changes {
+        Some(changes) => place_added_files(&changes.added, &published, &analysis),
+        None => BTreeMap::new(),
+    };
     let stale: Vec<String> = published
         .iter()
         .filter(|page| {
             page.source_hashes.is_empty()
+                || added_sources.contains_key(&page.title)
                 || page.source_hashes.iter().any(|(path, hash)| {
                     hashes.get(path.as_str()) != Some(hash)
-                        || changed_by_push.as_ref().is_some_and(|c| c.contains(path.as_str()))
+                        || changed.as_ref().is_some_and(|c| c.contains(path.as_str()))
                 })
         })
         .map(|p| p.title.clone())
         .collect();
-    let analysis: Analysis = output(&ctx, "analyze")?;
     // A module the wiki was not planned with (a new one) asks for a new plan. Pages
     // published before this was recorded count the modules their sources cover.
     let known: BTreeSet<&str> =
@@ -448,13 +518,115 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             )));
         }
     }
+    let changed_line = match &changes {
+        Some(c) => format!("{} paths changed (from the {}), ", c.paths.len(), c.from),
+        None => String::new(),
+    };
     let summary = format!(
-        "{} published pages, {} with changed sources, {} new modules",
+        "{changed_line}{} published pages, {} with changed sources, {} new modules",
         published.len(),
         stale.len(),
         uncovered.len()
     );
-    done(EarlyCheck { published, last_commit, stale, uncovered }, summary)
+    done(EarlyCheck { published, last_commit, stale, uncovered, changes, added_sources }, summary)
+}
+
+/// The paths changed between `old` and `new`: the push's list when it starts at `old`,
+/// else GitHub's comparison, else the two commits' trees (the older one fetched too, when
+/// this worker no longer has it). `None` when none can say, as when `old` was force-pushed
+/// away: the file hashes alone then decide what is stale.
+async fn changes_since(
+    d: &Docgen,
+    ctx: &StepContext,
+    input: &DocgenInput,
+    old: &str,
+    new: &str,
+) -> Option<Changes> {
+    let changes = |from: &str, found: PathChanges| Changes {
+        since: old.to_string(),
+        from: from.to_string(),
+        paths: found.paths,
+        added: found.added,
+    };
+    if let Some(paths) = &input.changed_paths
+        && input.base_commit.as_deref() == Some(old)
+    {
+        let pushed = PathChanges { paths: paths.clone(), added: input.added_paths.clone() };
+        return Some(changes("push", pushed));
+    }
+    if let (Some(github), Some((owner, name))) = (&d.github, GitHub::repo_of(&input.repo_url)) {
+        match github.changed_paths(owner, name, old, new).await {
+            Ok(Some(paths)) => return Some(changes("github", paths)),
+            Ok(None) => {}
+            Err(error) => {
+                tracing::warn!(run.id = %ctx.run_id, %error, "GitHub's API did not compare the commits")
+            }
+        }
+    }
+    let source = Source::parse(&input.repo_url, &d.git).ok()?;
+    let git = d.git.clone();
+    let (old_commit, new_commit) = (old.to_string(), new.to_string());
+    let found = blocking(move || {
+        let older = Snapshot::fetch(&source, Some(&old_commit), &git, &AtomicBool::new(false))?;
+        let newer = Snapshot::fetch(&source, Some(&new_commit), &git, &AtomicBool::new(false))?;
+        newer.changed_since(&older)
+    })
+    .await;
+    match found {
+        Ok(paths) => Some(changes("clone", paths)),
+        Err(error) => {
+            tracing::warn!(run.id = %ctx.run_id, %error, "the commit last published could not be compared; file hashes decide");
+            None
+        }
+    }
+}
+
+/// The pages that take on the source files `added` to modules the wiki already covers:
+/// each file goes to the page reading the files nearest it in the same module (the
+/// longest shared folder, then the most files there, then the first title). Files of a
+/// module no page reads are left for a new plan.
+fn place_added_files(
+    added: &[String],
+    published: &[Published],
+    analysis: &Analysis,
+) -> BTreeMap<String, Vec<String>> {
+    let covered: BTreeSet<&str> =
+        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
+    let folder_depth = |a: &str, b: &str| {
+        a.split('/')
+            .zip(b.split('/'))
+            .take(a.matches('/').count().min(b.matches('/').count()))
+            .take_while(|(x, y)| x == y)
+            .count()
+    };
+    let mut placed: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for path in added.iter().map(String::as_str).filter(|p| !covered.contains(p)) {
+        if analysis.file(path).is_none_or(|f| f.language.is_none()) {
+            continue;
+        }
+        let Some(module) = analysis.modules.iter().find(|m| m.files.iter().any(|f| f == path))
+        else {
+            continue;
+        };
+        let best = published
+            .iter()
+            .filter_map(|page| {
+                let near: Vec<usize> = page
+                    .source_hashes
+                    .keys()
+                    .filter(|s| module.files.contains(s))
+                    .map(|s| folder_depth(s, path))
+                    .collect();
+                let depth = *near.iter().max()?;
+                let alongside = near.iter().filter(|d| **d == depth).count();
+                Some((depth, alongside, std::cmp::Reverse(page.title.as_str())))
+            })
+            .max();
+        if let Some((_, _, std::cmp::Reverse(title))) = best {
+            placed.entry(title.to_string()).or_default().push(path.to_string());
+        }
+    }
+    placed
 }
 
 /// The modules that hold source files, the ones a wiki must cover.
@@ -574,8 +746,11 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
                 source_files: p
                     .source_hashes
                     .keys()
+                    .chain(early.added_sources.get(&p.title).into_iter().flatten())
                     .filter(|f| known.contains(f.as_str()))
                     .cloned()
+                    .collect::<BTreeSet<String>>()
+                    .into_iter()
                     .collect(),
                 links_out: Vec::new(),
                 replaces_title: None,
@@ -884,6 +1059,16 @@ fn folder_of(cloned: &CloneOutput, repo_url: &str) -> String {
     if cloned.folder.is_empty() { repo_folder(repo_url) } else { cloned.folder.clone() }
 }
 
+/// The id of a planned page: the published page of the same title wherever it was moved,
+/// else the id its folder and title give a new page.
+fn page_id(early: &EarlyCheck, repo_url: &str, folder: &str, plan: &PlannedPage) -> String {
+    let key = title_key(&plan.title);
+    early.published.iter().find(|p| title_key(&p.title) == key).map_or_else(
+        || document_id(Some(repo_url), &page_folder(folder, plan), &plan.title, &plan.doc_type),
+        |p| p.id.clone(),
+    )
+}
+
 /// The folder a planned page is published under.
 fn page_folder(folder: &str, page: &PlannedPage) -> String {
     if page.path.is_empty() { folder.to_string() } else { format!("{folder}/{}", page.path) }
@@ -895,16 +1080,12 @@ async fn check_final(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
     let folder = folder_of(&cloned, &input.repo_url);
     let blueprint: Blueprint = output(&ctx, "plan")?;
     let written: WriteOutput = output(&ctx, "write")?;
+    let early: EarlyCheck = output(&ctx, "check_early")?;
     let mut publish = Vec::new();
     let mut kept = Vec::new();
     for page in &written.pages {
         let Some(plan) = blueprint.pages.iter().find(|p| p.title == page.title) else { continue };
-        let id = document_id(
-            Some(&input.repo_url),
-            &page_folder(&folder, plan),
-            &plan.title,
-            &plan.doc_type,
-        );
+        let id = page_id(&early, &input.repo_url, &folder, plan);
         let latest = d.storage.versions(&id, 0, 1).await.map_err(storage_failure)?;
         if latest.first().is_some_and(|v| v.author_type == AuthorType::Human.as_str()) {
             kept.push(page.title.clone());
@@ -982,9 +1163,9 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
             author: Author { author_type: AuthorType::Ai, metadata: Some(metadata) },
         };
         let storage = d.storage.clone();
+        let id = page_id(&early, &input.repo_url, &folder, plan);
         if checked.kept.contains(&page.title) {
             // A person wrote the page last: the AI text waits beside it as a proposal.
-            let id = document_id(Some(&input.repo_url), &new.path, &new.title, &new.doc_type);
             ctx.item(&format!("propose:{}", title_key(&plan.title)), || async move {
                 let proposal = storage
                     .propose(&id, &new.content, new.description.as_deref(), new.author.metadata)
@@ -996,7 +1177,22 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
             proposals += 1;
             continue;
         }
+        // A published page is updated where it is, even if someone moved it; a new one, or
+        // one trashed since, is stored at its planned folder.
+        let update = early.published.iter().any(|p| p.id == id).then(|| ContentUpdate {
+            content: new.content.clone(),
+            description: new.description.clone(),
+            author: new.author.clone(),
+            expected_version: None,
+        });
         ctx.item(&format!("publish:{}", title_key(&plan.title)), || async move {
+            if let Some(update) = update {
+                match storage.update_content(&id, update).await {
+                    Ok(doc) => return Ok(json!({"id": doc.id})),
+                    Err(isocrates_storage::Error::NotFound { .. }) => {}
+                    Err(e) => return Err(storage_failure(e)),
+                }
+            }
             let stored = storage.upsert_document(new, |_| true).await.map_err(storage_failure)?;
             let doc = match stored {
                 isocrates_storage::documents::Upserted::Created(doc)
