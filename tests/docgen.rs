@@ -17,11 +17,11 @@ use isocrates_storage::documents::{
 };
 use isocrates_storage::links::{parse_wikilinks, title_key};
 use isocrates_testkit::{
-    chat_completion, git, on_both_backends, serve_on_loopback, test_docgen, written_page_title,
+    chat_completion, git, model_docgen, on_both_backends, serve_on_loopback, test_docgen,
+    written_page_title,
 };
 use isocrates_workflows::docgen::{DocgenInput, Trigger};
-use isocrates_workflows::pipeline::{self, Docgen, Models};
-use secrecy::SecretString;
+use isocrates_workflows::pipeline::{self, Docgen};
 use serde_json::{Value, json};
 
 fn write(dir: &Path, path: &str, text: &str) {
@@ -255,32 +255,6 @@ fn page_answer(system: &str, page: &str) -> String {
     )
 }
 
-fn docgen_with_model(storage: &Storage, repos: &Path, url: &str) -> Docgen {
-    let vars: std::collections::HashMap<String, String> = [
-        ("LLM_PROVIDER", "openai-compatible"),
-        ("LLM_BASE_URL", url),
-        ("LLM_MODEL", "test-model"),
-        ("LLM_PRICES", "test-model=1/2"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v.to_string()))
-    .collect();
-    let secrets = vars.clone();
-    let config = isocrates_providers::config::from_vars(&vars, move |n| {
-        Ok(secrets.get(n).cloned().map(SecretString::from))
-    })
-    .unwrap();
-    let model = |tier| isocrates_providers::build(tier, &config).unwrap().map(Arc::new);
-    Docgen {
-        models: Models {
-            provider: "openai-compatible".into(),
-            planner: model(&config.planner),
-            writer: model(&config.writer),
-        },
-        ..test_docgen(storage, repos)
-    }
-}
-
 /// An engine running the documentation workflow over `docgen`, with a worker.
 struct Harness {
     engine: Engine,
@@ -406,7 +380,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         let head = shop(origin.path());
         let (url, calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
 
         let run = harness.run(repo, false).await;
@@ -447,7 +421,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let (planned, written) = (calls.planner(), calls.writer());
@@ -482,7 +456,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let planned = calls.planner();
@@ -524,7 +498,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, _calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let before = harness.pages(repo).await;
@@ -575,7 +549,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, _calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let core = harness.pages(repo).await.into_iter().find(|p| p.title == "Core Library").unwrap();
@@ -680,7 +654,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, calls) = model_server(Planner::PlanThenRefuse).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         let run = harness.run(repo, false).await;
         assert_eq!(run.status, RunStatus::Failed);
@@ -695,7 +669,7 @@ on_both_backends! {
         let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(origin.path());
         let (url, calls) = model_server(Planner::Garbage).await;
-        let harness = Harness::start(docgen_with_model(&db.storage, repos.path(), &url)).await;
+        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
         let repo = origin.path().to_str().unwrap();
         let run = harness.run(repo, false).await;
         assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);

@@ -8,9 +8,14 @@ use hmac::{Hmac, KeyInit, Mac};
 use std::path::Path;
 use std::time::Duration;
 
-use isocrates_testkit::{TEST_WEBHOOK_SECRET, TestApp, git, on_both_backends};
+use isocrates_testkit::{
+    TEST_WEBHOOK_SECRET, TestApp, chat_completion, git, model_docgen, on_both_backends,
+    serve_on_loopback, written_page_title,
+};
+use isocrates_workflows::pipeline;
 use serde_json::Value;
 use sha2::Sha256;
+use std::sync::{Arc, Mutex};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = format!("{}/tests/fixtures/github-webhooks/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -267,6 +272,78 @@ on_both_backends! {
         let refreshes = app.engine.runs(&isocrates_engine::RunFilter { status: Some(isocrates_engine::RunStatus::Queued), limit: 10, ..Default::default() }).await.unwrap();
         assert_eq!(refreshes.len(), 1);
         assert_eq!(refreshes[0].trigger, "schedule");
+    }
+
+    async fn a_push_rewrites_only_the_pages_that_read_what_it_changed(db) {
+        // A model server that answers the planner with prose (so the plan comes from the
+        // analysis) and counts the pages it is asked to write.
+        let written = Arc::new(Mutex::new(Vec::<String>::new()));
+        let seen = written.clone();
+        let model = axum::Router::new().route(
+            "/v1/chat/completions",
+            axum::routing::post(move |body: axum::Json<Value>| {
+                let seen = seen.clone();
+                async move {
+                    let system = body["messages"][0]["content"].as_str().unwrap_or_default();
+                    let prompt = body["messages"][1]["content"].as_str().unwrap_or_default();
+                    let text = if system.contains("editor of a technical wiki") {
+                        "A lovely wiki, I think.".to_string()
+                    } else {
+                        let page = written_page_title(prompt);
+                        seen.lock().unwrap().push(page.clone());
+                        format!("# {page}\n\n{page} is written by the model.\n")
+                    };
+                    axum::Json(chat_completion(&text, 100, 40))
+                }
+            }),
+        );
+        let url = format!("{}/v1", serve_on_loopback(model).await);
+        let repos = tempfile::tempdir().unwrap();
+        let docgen = model_docgen(&db.storage, repos.path(), &url);
+        let app = TestApp::with_workflows(db, vec![pipeline::workflow(Arc::new(docgen))], |_| {}).await;
+        let origin = tempfile::tempdir().unwrap();
+        git(origin.path(), &["init", "-q", "-b", "main"]);
+        commit_file(origin.path(), "README.md", "# Shop\n\nSells things.\n");
+        commit_file(origin.path(), "Cargo.toml", "[workspace]\nmembers = [\"core\", \"cli\"]\n");
+        commit_file(origin.path(), "core/Cargo.toml", "[package]\nname = \"shop-core\"\n");
+        commit_file(origin.path(), "core/src/lib.rs", "/// Carts.\npub mod cart;\n");
+        commit_file(origin.path(), "core/src/cart.rs", "/// A cart.\npub struct Cart;\n");
+        commit_file(origin.path(), "cli/Cargo.toml", "[package]\nname = \"shop-cli\"\n");
+        let first = commit_file(origin.path(), "cli/src/main.rs", "fn main() {}\n");
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let worker = app.engine.worker("model-test", 2).heartbeat(Duration::from_secs(2));
+        tokio::spawn(worker.run(async move {
+            let _ = stopped.await;
+        }));
+
+        let (_, queued) = signed(&app, "push", "m-1", local_push(origin.path(), &first, &["cli/src/main.rs"])).await;
+        let run = wait_until_done(&app, queued["job_id"].as_str().unwrap()).await;
+        assert_eq!(run.status, isocrates_engine::RunStatus::Completed, "{:?}", run.error);
+        let repo_url = origin.path().to_str().unwrap();
+        let pages = app.db.storage.documents_of_repo(repo_url).await.unwrap();
+        let mut readers = Vec::new();
+        for page in &pages {
+            let latest = &app.db.storage.versions(&page.id, 0, 1).await.unwrap()[0];
+            let sources = &latest.author_metadata.as_ref().unwrap()["source_files"];
+            if sources.as_array().unwrap().iter().any(|s| s == "core/src/cart.rs") {
+                readers.push(page.title.clone());
+            }
+        }
+        readers.sort();
+        assert!(!readers.is_empty() && readers.len() < pages.len(), "{readers:?} of {} pages", pages.len());
+
+        written.lock().unwrap().clear();
+        let second = commit_file(origin.path(), "core/src/cart.rs", "/// A cart with a total.\npub struct Cart;\n");
+        let mut push: Value = serde_json::from_slice(&local_push(origin.path(), &second, &["core/src/cart.rs"])).unwrap();
+        push["before"] = Value::from(first.as_str());
+        let (_, queued) = signed(&app, "push", "m-2", serde_json::to_vec(&push).unwrap()).await;
+        let run = wait_until_done(&app, queued["job_id"].as_str().unwrap()).await;
+        assert_eq!(run.status, isocrates_engine::RunStatus::Completed, "{:?}", run.error);
+        let mut rewritten = written.lock().unwrap().clone();
+        rewritten.sort();
+        assert_eq!(rewritten, readers, "the model wrote the pages that read core/src/cart.rs, and no other");
+        assert_eq!(run.usage.tokens_in, 100 * readers.len() as i64, "and was paid for those alone");
+        let _ = stop.send(());
     }
 
     async fn two_hundred_deliveries_over_twenty_repositories_publish_every_newest_commit(db) {

@@ -220,6 +220,37 @@ pub fn test_docgen(storage: &Storage, repos: &std::path::Path) -> Docgen {
     }
 }
 
+/// The documentation workflow for tests against the model server at `base_url` (OpenAI's
+/// chat completions, `/v1` included) for both tiers, priced at 1 and 2 dollars per million
+/// tokens in and out; otherwise as [`test_docgen`].
+pub fn model_docgen(storage: &Storage, repos: &std::path::Path, base_url: &str) -> Docgen {
+    let vars: std::collections::HashMap<String, String> = [
+        ("LLM_PROVIDER", "openai-compatible"),
+        ("LLM_BASE_URL", base_url),
+        ("LLM_MODEL", "test-model"),
+        ("LLM_PRICES", "test-model=1/2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let secrets = vars.clone();
+    let config = isocrates_providers::config::from_vars(&vars, move |n| {
+        Ok(secrets.get(n).cloned().map(secrecy::SecretString::from))
+    })
+    .expect("the test model configuration is valid");
+    let model = |tier| {
+        isocrates_providers::build(tier, &config).expect("the test model builds").map(Arc::new)
+    };
+    Docgen {
+        models: Models {
+            provider: "openai-compatible".into(),
+            planner: model(&config.planner),
+            writer: model(&config.writer),
+        },
+        ..test_docgen(storage, repos)
+    }
+}
+
 /// One answer of the API.
 #[derive(Debug)]
 pub struct Answer {
