@@ -234,9 +234,15 @@ impl Config {
             .unwrap_or(isocrates_workflows::github::DEFAULT_API_URL)
             .trim_end_matches('/')
             .to_string();
-        if !github_api_url.starts_with("https://") && !github_api_url.starts_with("http://") {
+        // The token goes wherever this points: plain http only to this machine.
+        let loopback = ["http://127.0.0.1", "http://localhost", "http://[::1]"].iter().any(|l| {
+            github_api_url
+                .strip_prefix(l)
+                .is_some_and(|r| r.is_empty() || r.starts_with([':', '/']))
+        });
+        if !github_api_url.starts_with("https://") && !loopback {
             return Err(format!(
-                "GITHUB_API_URL must be an http(s) URL such as https://api.github.com (got \"{github_api_url}\")"
+                "GITHUB_API_URL must be an https URL such as https://api.github.com (plain http only on loopback; got \"{github_api_url}\")"
             ));
         }
         let max_pages = match get(vars, "MAX_PAGES") {
@@ -357,6 +363,8 @@ mod tests {
             ("MAX_PAGES", "0"),
             ("DAILY_REFRESH_INTERVAL", "often"),
             ("GITHUB_API_URL", "api.github.com"),
+            ("GITHUB_API_URL", "http://ghe.example.com"),
+            ("GITHUB_API_URL", "http://127.0.0.1.example.com"),
             ("LLM_API_KEY", "sk-without-a-provider"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();

@@ -342,6 +342,9 @@ on_both_backends! {
         let mut rewritten = written.lock().unwrap().clone();
         rewritten.sort();
         assert_eq!(rewritten, readers, "the model wrote the pages that read core/src/cart.rs, and no other");
+        let early = app.engine.checkpoints(std::slice::from_ref(&run), "check_early").await.unwrap().remove(&run.id).unwrap();
+        assert_eq!(early["changes"]["from"], "push", "the push's own list, as it starts at the commit published: {early}");
+        assert_eq!(early["changes"]["paths"], serde_json::json!(["core/src/cart.rs"]));
         assert_eq!(run.usage.tokens_in, 100 * readers.len() as i64, "and was paid for those alone");
         let _ = stop.send(());
     }

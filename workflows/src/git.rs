@@ -341,6 +341,8 @@ fn open_cached(path: &Path, commit: &str, config: &GitConfig) -> Option<Snapshot
     let repo = gix::open(path).ok()?;
     let id = gix::ObjectId::from_hex(commit.as_bytes()).ok()?;
     repo.find_commit(id).ok()?;
+    // Used now: the newest by date is what `prune` keeps besides the clone it just made.
+    let _ = std::fs::File::open(path).and_then(|f| f.set_modified(std::time::SystemTime::now()));
     Some(Snapshot {
         repo,
         commit: commit.to_string(),

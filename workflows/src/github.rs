@@ -67,6 +67,9 @@ pub enum GitHubError {
 /// The part of a comparison IsoCrates reads.
 #[derive(Debug, Deserialize)]
 struct Comparison {
+    /// `ahead`, `identical`, `behind` or `diverged`.
+    #[serde(default)]
+    status: String,
     #[serde(default)]
     files: Option<Vec<ComparedFile>>,
 }
@@ -117,7 +120,8 @@ impl GitHub {
     }
 
     /// The paths added, changed, removed or renamed (both names) between `base` and
-    /// `head`; `None` when GitHub's list may be short.
+    /// `head`; `None` when GitHub's list may be short, or when `head` does not descend
+    /// from `base` (a forced push), where GitHub compares with their merge base instead.
     pub async fn changed_paths(
         &self,
         owner: &str,
@@ -129,6 +133,11 @@ impl GitHub {
         let comparison: Comparison = self.client.get(&route, None::<&()>).await.map_err(|e| {
             failure(e, &format!("comparison of {base} and {head} in {owner}/{name}"))
         })?;
+        // GitHub compares `head` with the merge base: only when `base` is that merge base
+        // (head is ahead of it, or the same) are the files those between the two commits.
+        if !matches!(comparison.status.as_str(), "ahead" | "identical") {
+            return Ok(None);
+        }
         let Some(files) = comparison.files else { return Ok(None) };
         if files.len() >= MAX_COMPARED_FILES {
             return Ok(None);

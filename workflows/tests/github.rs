@@ -94,9 +94,9 @@ async fn compare(
     }
     Json(json!({
         "url": "https://api.github.com/repos/acme/shop/compare/a...b",
-        "status": "diverged",
+        "status": if head == "forced" { "diverged" } else { "ahead" },
         "ahead_by": 2,
-        "behind_by": 1,
+        "behind_by": if head == "forced" { 1 } else { 0 },
         "total_commits": 2,
         "commits": [],
         "files": [
@@ -157,10 +157,12 @@ async fn a_comparison_lists_every_path_it_touched_with_both_names_of_a_rename() 
 }
 
 #[tokio::test]
-async fn a_comparison_as_long_as_github_lists_is_not_trusted() {
+async fn a_comparison_as_long_as_github_lists_or_of_a_forced_push_is_not_trusted() {
     let (url, _) = stand_in().await;
     let paths = client(&url, TOKEN).changed_paths("acme", "shop", "a1", "huge").await.unwrap();
     assert_eq!(paths, None, "300 files may be the first 300 of more");
+    let forced = client(&url, TOKEN).changed_paths("acme", "shop", "a1", "forced").await.unwrap();
+    assert_eq!(forced, None, "after a forced push GitHub compares with the merge base");
     let gone = client(&url, TOKEN).changed_paths("acme", "shop", "gone", "b2").await.unwrap_err();
     assert!(matches!(gone, GitHubError::NotFound { .. }), "a force-pushed-away base: {gone:?}");
 }

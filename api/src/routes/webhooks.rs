@@ -4,8 +4,10 @@
 //! The raw body is checked against `X-Hub-Signature-256` (HMAC-SHA256 with
 //! `GITHUB_WEBHOOK_SECRET`, compared in constant time) before anything else is read.
 //! Pings are answered, other events, deleted refs, tags and branches other than the
-//! repository's default one are ignored with a 200 that says why, and a redelivery of the
-//! same `X-GitHub-Delivery` answers the job the first delivery started.
+//! repository's tracked one (the branch an admin set, else GitHub's default) are ignored
+//! with a 200 that says why, and a redelivery of the same `X-GitHub-Delivery` answers the
+//! job the first delivery started. The push's `before` travels with its paths, which a
+//! run trusts only when it is the commit last published.
 
 use std::collections::BTreeSet;
 

@@ -190,11 +190,14 @@ pub struct Changes {
     /// Who said: `push` (the webhook's commit list), `github` (GitHub's comparison) or
     /// `clone` (the two commits' trees).
     pub from: String,
-    /// Every path added, changed or removed, sorted.
+    /// The paths added, changed or removed that pages read or now take on, sorted.
     pub paths: Vec<String>,
     /// The paths among them that are new, sorted.
     #[serde(default)]
     pub added: Vec<String>,
+    /// How many paths changed in all.
+    #[serde(default)]
+    pub count: usize,
 }
 
 /// One written page, as the `write` step records it.
@@ -420,7 +423,11 @@ async fn published_pages(
         let metadata = ai.author_metadata.clone().unwrap_or_default();
         let source_hashes: BTreeMap<String, String> =
             serde_json::from_value(metadata["source_hashes"].clone()).unwrap_or_default();
-        let path = doc.path.strip_prefix(folder).unwrap_or(&doc.path).trim_matches('/').to_string();
+        let path = if doc.path == folder {
+            String::new()
+        } else {
+            doc.path.strip_prefix(&format!("{folder}/")).unwrap_or(&doc.path).to_string()
+        };
         pages.push(Published {
             id: doc.id,
             title: doc.title,
@@ -463,7 +470,7 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
         .collect();
     let changes = match &last_commit {
         Some(old) if *old != cloned.commit_sha => {
-            changes_since(&d, &ctx, &input, old, &cloned.commit_sha).await
+            changes_since(&d, &ctx, &input, old, &cloned.commit_sha).await?
         }
         _ => None,
     };
@@ -518,8 +525,18 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             )));
         }
     }
+    // The checkpoint keeps the paths that matter to the wiki, and how many changed in all.
+    let read: BTreeSet<&str> =
+        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
+    let placed: BTreeSet<&str> = added_sources.values().flatten().map(String::as_str).collect();
+    let changes = changes.map(|mut c| {
+        c.count = c.paths.len();
+        c.paths.retain(|p| read.contains(p.as_str()) || placed.contains(p.as_str()));
+        c.added.retain(|p| placed.contains(p.as_str()));
+        c
+    });
     let changed_line = match &changes {
-        Some(c) => format!("{} paths changed (from the {}), ", c.paths.len(), c.from),
+        Some(c) => format!("{} paths changed (from the {}), ", c.count, c.from),
         None => String::new(),
     };
     let summary = format!(
@@ -541,10 +558,11 @@ async fn changes_since(
     input: &DocgenInput,
     old: &str,
     new: &str,
-) -> Option<Changes> {
+) -> Result<Option<Changes>, StepError> {
     let changes = |from: &str, found: PathChanges| Changes {
         since: old.to_string(),
         from: from.to_string(),
+        count: found.paths.len(),
         paths: found.paths,
         added: found.added,
     };
@@ -552,31 +570,34 @@ async fn changes_since(
         && input.base_commit.as_deref() == Some(old)
     {
         let pushed = PathChanges { paths: paths.clone(), added: input.added_paths.clone() };
-        return Some(changes("push", pushed));
+        return Ok(Some(changes("push", pushed)));
     }
     if let (Some(github), Some((owner, name))) = (&d.github, GitHub::repo_of(&input.repo_url)) {
         match github.changed_paths(owner, name, old, new).await {
-            Ok(Some(paths)) => return Some(changes("github", paths)),
+            Ok(Some(paths)) => return Ok(Some(changes("github", paths))),
             Ok(None) => {}
             Err(error) => {
                 tracing::warn!(run.id = %ctx.run_id, %error, "GitHub's API did not compare the commits")
             }
         }
     }
-    let source = Source::parse(&input.repo_url, &d.git).ok()?;
+    let Ok(source) = Source::parse(&input.repo_url, &d.git) else { return Ok(None) };
     let git = d.git.clone();
     let (old_commit, new_commit) = (old.to_string(), new.to_string());
-    let found = blocking(move || {
+    let found = tokio::task::spawn_blocking(move || {
         let older = Snapshot::fetch(&source, Some(&old_commit), &git, &AtomicBool::new(false))?;
         let newer = Snapshot::fetch(&source, Some(&new_commit), &git, &AtomicBool::new(false))?;
         newer.changed_since(&older)
     })
-    .await;
+    .await
+    .map_err(|e| StepError::retryable(format!("the git task stopped: {e}")))?;
     match found {
-        Ok(paths) => Some(changes("clone", paths)),
+        Ok(paths) => Ok(Some(changes("clone", paths))),
+        // The network or the cache: the step is tried again rather than losing the list.
+        Err(error) if error.is_retryable() => Err(git_failure(error)),
         Err(error) => {
             tracing::warn!(run.id = %ctx.run_id, %error, "the commit last published could not be compared; file hashes decide");
-            None
+            Ok(None)
         }
     }
 }
@@ -1063,7 +1084,12 @@ fn folder_of(cloned: &CloneOutput, repo_url: &str) -> String {
 /// else the id its folder and title give a new page.
 fn page_id(early: &EarlyCheck, repo_url: &str, folder: &str, plan: &PlannedPage) -> String {
     let key = title_key(&plan.title);
-    early.published.iter().find(|p| title_key(&p.title) == key).map_or_else(
+    let renamed = plan.replaces_title.as_deref().map(title_key);
+    let found = early.published.iter().find(|p| title_key(&p.title) == key).or_else(|| {
+        let renamed = renamed.as_deref()?;
+        early.published.iter().find(|p| title_key(&p.title) == renamed)
+    });
+    found.map_or_else(
         || document_id(Some(repo_url), &page_folder(folder, plan), &plan.title, &plan.doc_type),
         |p| p.id.clone(),
     )
@@ -1220,10 +1246,14 @@ async fn publish(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepEr
         .await?;
         trashed.push(page.title.clone());
     }
-    d.storage
-        .set_published_commit(&input.repo_url, &cloned.commit_sha)
-        .await
-        .map_err(storage_failure)?;
+    // The commit counts as published once every page is: a page that failed stays due,
+    // and so do the files added for it, which the next run finds again since this commit.
+    if written.failed.is_empty() {
+        d.storage
+            .set_published_commit(&input.repo_url, &cloned.commit_sha)
+            .await
+            .map_err(storage_failure)?;
+    }
     let documents_skipped = (blueprint.pages.len() as u64).saturating_sub(documents_written);
     tracing::info!(
         run.id = %ctx.run_id,
