@@ -1,6 +1,7 @@
 //! One module per section of the contract; each returns its routes.
 
 pub mod docs;
+pub mod folders;
 pub mod jobs;
 pub mod links;
 pub mod repositories;

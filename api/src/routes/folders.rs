@@ -1,0 +1,303 @@
+//! `/api/tree` and `/api/folders`: the tree of what the caller may read, folder metadata,
+//! and moving or deleting a whole folder. A folder the caller may not read is a 404, as a
+//! document is.
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{delete, get, post, put};
+use isocrates_storage::Action;
+use isocrates_storage::Timestamp;
+use isocrates_storage::documents::check_path;
+use isocrates_storage::folders::{
+    Folder, FolderChange, FolderDelete, FolderUpdate, TreeNode, parent_of, rebase,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::AppState;
+use crate::auth::{AdminUser, AuthUser, Caller, MaybeUser};
+use crate::error::Error;
+use crate::extract::{Json, Path, Query};
+use crate::routes::audit;
+
+pub(crate) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/api/tree", get(tree))
+        .route("/api/folders/metadata", post(create).get(list))
+        .route("/api/folders/metadata/{folder_id}", get(show).put(update))
+        .route("/api/folders/move", put(move_folder))
+        .route("/api/folders/cleanup", post(cleanup))
+        .route("/api/folders/{*folder_path}", delete(remove))
+}
+
+/// A node of the tree, as the contract shapes it.
+#[derive(Debug, Serialize)]
+pub(crate) struct TreeNodeOut {
+    id: String,
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    is_crate: bool,
+    doc_type: Option<String>,
+    path: String,
+    description: Option<String>,
+    icon: Option<String>,
+    children: Vec<TreeNodeOut>,
+}
+
+impl From<TreeNode> for TreeNodeOut {
+    fn from(node: TreeNode) -> TreeNodeOut {
+        TreeNodeOut {
+            kind: if node.is_folder { "folder" } else { "document" },
+            doc_type: (!node.is_folder).then_some(node.doc_type),
+            id: node.id,
+            name: node.name,
+            is_crate: node.is_crate,
+            path: node.path,
+            description: node.description,
+            icon: node.icon,
+            children: node.children.into_iter().map(TreeNodeOut::from).collect(),
+        }
+    }
+}
+
+/// A folder's metadata, as the contract shapes it.
+#[derive(Debug, Serialize)]
+struct FolderOut {
+    id: String,
+    path: String,
+    description: Option<String>,
+    icon: Option<String>,
+    sort_order: i64,
+    created_at: Timestamp,
+    updated_at: Timestamp,
+}
+
+impl From<Folder> for FolderOut {
+    fn from(f: Folder) -> FolderOut {
+        FolderOut {
+            id: f.id,
+            path: f.path,
+            description: f.description,
+            icon: f.icon,
+            sort_order: f.sort_order,
+            created_at: f.created_at,
+            updated_at: f.updated_at,
+        }
+    }
+}
+
+async fn tree_of(state: &AppState, caller: &Caller) -> Result<Vec<TreeNodeOut>, Error> {
+    let nodes = state.storage().tree(&caller.scope()).await?;
+    Ok(nodes.into_iter().map(TreeNodeOut::from).collect())
+}
+
+async fn tree(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+) -> Result<axum::Json<Vec<TreeNodeOut>>, Error> {
+    Ok(axum::Json(tree_of(&state, &caller).await?))
+}
+
+#[derive(Deserialize)]
+struct CreateBody {
+    path: String,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    icon: Option<String>,
+    #[serde(default)]
+    sort_order: i64,
+}
+
+async fn create(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Json(body): Json<CreateBody>,
+) -> Result<Response, Error> {
+    let path = check_path("path", &body.path)?;
+    caller.require(&path, Action::Edit)?;
+    let folder =
+        state.storage().create_folder(&path, body.description, body.icon, body.sort_order).await?;
+    audit(&state, &caller, "folder.create", &folder.path, json!({"id": folder.id})).await;
+    Ok((StatusCode::CREATED, axum::Json(FolderOut::from(folder))).into_response())
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    #[serde(default)]
+    path_prefix: Option<String>,
+}
+
+async fn list(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(q): Query<ListQuery>,
+) -> Result<axum::Json<Vec<FolderOut>>, Error> {
+    let prefix = q.path_prefix.filter(|p| !p.trim().is_empty());
+    let folders = state.storage().folders(prefix.as_deref(), &caller.scope()).await?;
+    Ok(axum::Json(folders.into_iter().map(FolderOut::from).collect()))
+}
+
+/// The folder `id` when the caller may read it; otherwise 404.
+async fn readable(state: &AppState, caller: &Caller, id: &str) -> Result<Folder, Error> {
+    match state.storage().folder(id).await? {
+        Some(folder) if caller.can(&folder.path, Action::Read) => Ok(folder),
+        _ => Err(Error::NotFound { what: "folder".into(), id: id.to_string() }),
+    }
+}
+
+async fn show(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Path(id): Path<String>,
+) -> Result<axum::Json<FolderOut>, Error> {
+    Ok(axum::Json(FolderOut::from(readable(&state, &caller, &id).await?)))
+}
+
+#[derive(Deserialize)]
+struct UpdateBody {
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    icon: Option<String>,
+    #[serde(default)]
+    sort_order: Option<i64>,
+}
+
+async fn update(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(id): Path<String>,
+    Json(body): Json<UpdateBody>,
+) -> Result<axum::Json<FolderOut>, Error> {
+    let folder = readable(&state, &caller, &id).await?;
+    caller.require(&folder.path, Action::Edit)?;
+    let update = FolderUpdate {
+        description: body.description,
+        icon: body.icon,
+        sort_order: body.sort_order,
+    };
+    let folder = state.storage().update_folder(&id, update).await?;
+    audit(&state, &caller, "folder.update", &folder.path, json!({"id": folder.id})).await;
+    Ok(axum::Json(FolderOut::from(folder)))
+}
+
+/// What a folder move or delete answers: what changed, and the caller's tree after it.
+#[derive(Debug, Serialize)]
+struct ChangeOut {
+    affected_documents: u64,
+    folder_path: String,
+    old_path: String,
+    new_path: Option<String>,
+    tree: Vec<TreeNodeOut>,
+}
+
+async fn change_out(
+    state: &AppState,
+    caller: &Caller,
+    change: FolderChange,
+) -> Result<axum::Json<ChangeOut>, Error> {
+    Ok(axum::Json(ChangeOut {
+        affected_documents: change.affected_documents,
+        folder_path: change.folder_path,
+        old_path: change.old_path,
+        new_path: change.new_path,
+        tree: tree_of(state, caller).await?,
+    }))
+}
+
+#[derive(Deserialize)]
+struct MoveBody {
+    source_path: String,
+    target_path: String,
+}
+
+async fn move_folder(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Json(body): Json<MoveBody>,
+) -> Result<axum::Json<ChangeOut>, Error> {
+    let source = check_path("source_path", &body.source_path)?;
+    let target = check_path("target_path", &body.target_path)?;
+    caller.require(&source, Action::Edit)?;
+    caller.require(&target, Action::Edit)?;
+    // A deeper grant may give less than the folder's: every document must be movable.
+    for path in state.storage().paths_under(&source).await? {
+        caller.require(&path, Action::Edit)?;
+        caller.require(&rebase(&path, &source, &target).unwrap_or_default(), Action::Edit)?;
+    }
+    let change = state.storage().move_folder(&source, &target).await?;
+    audit(
+        &state,
+        &caller,
+        "folder.move",
+        &source,
+        json!({"target_path": target, "affected_documents": change.affected_documents}),
+    )
+    .await;
+    change_out(&state, &caller, change).await
+}
+
+#[derive(Deserialize)]
+struct DeleteQuery {
+    #[serde(default = "move_up")]
+    action: String,
+}
+
+fn move_up() -> String {
+    "move_up".to_string()
+}
+
+async fn remove(
+    State(state): State<AppState>,
+    AuthUser(caller): AuthUser,
+    Path(folder_path): Path<String>,
+    Query(q): Query<DeleteQuery>,
+) -> Result<axum::Json<ChangeOut>, Error> {
+    let action = match q.action.as_str() {
+        "move_up" => FolderDelete::MoveUp,
+        "delete_all" => FolderDelete::DeleteAll,
+        other => {
+            return Err(Error::validation(
+                "action",
+                format!("action must be move_up or delete_all (got {other:?})"),
+            ));
+        }
+    };
+    let path = check_path("folder_path", &folder_path)?;
+    if !caller.can(&path, Action::Read) {
+        return Err(Error::NotFound { what: "folder".into(), id: path });
+    }
+    caller.require(&path, Action::Delete)?;
+    // A deeper grant may give less than the folder's: every document must be deletable,
+    // and, when the contents move up, movable to where they land.
+    let parent = parent_of(&path);
+    for doc_path in state.storage().paths_under(&path).await? {
+        caller.require(&doc_path, Action::Delete)?;
+        if action == FolderDelete::MoveUp {
+            caller.require(&rebase(&doc_path, &path, parent).unwrap_or_default(), Action::Edit)?;
+        }
+    }
+    let change = state.storage().delete_folder(&path, action).await?;
+    audit(
+        &state,
+        &caller,
+        "folder.delete",
+        &path,
+        json!({"action": q.action, "affected_documents": change.affected_documents}),
+    )
+    .await;
+    change_out(&state, &caller, change).await
+}
+
+async fn cleanup(
+    State(state): State<AppState>,
+    AdminUser(caller): AdminUser,
+) -> Result<axum::Json<serde_json::Value>, Error> {
+    let deleted = state.storage().cleanup_folders().await?;
+    audit(&state, &caller, "folder.cleanup", "", json!({"deleted_count": deleted})).await;
+    Ok(axum::Json(json!({"deleted_count": deleted})))
+}
