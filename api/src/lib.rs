@@ -97,6 +97,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
         .merge(routes::folders::routes())
+        .merge(routes::personal::routes())
         .merge(routes::links::routes())
         .merge(routes::search::routes())
         .merge(routes::jobs::routes())

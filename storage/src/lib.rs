@@ -13,6 +13,7 @@ pub mod folders;
 pub mod ids;
 pub mod links;
 pub mod permission;
+pub mod personal;
 pub mod proposals;
 pub mod repositories;
 pub mod search;

@@ -4,6 +4,7 @@ pub mod docs;
 pub mod folders;
 pub mod jobs;
 pub mod links;
+pub mod personal;
 pub mod repositories;
 pub mod search;
 pub mod service;
