@@ -62,6 +62,9 @@ pub struct Config {
     /// `DAILY_REFRESH_INTERVAL`: how often `serve` documents the head of every tracked
     /// repository (24 h by default; `0` or `off` never).
     pub refresh_interval: Option<std::time::Duration>,
+    /// `TRASH_RETENTION_DAYS`: how long a trashed document stays restorable before `serve`
+    /// purges it (30 days by default; `0` keeps the trash forever).
+    pub trash_retention: Option<std::time::Duration>,
 }
 
 /// The default of `WORKERS`.
@@ -272,6 +275,20 @@ impl Config {
             max_pages,
             webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
             refresh_interval: refresh_interval(get(vars, "DAILY_REFRESH_INTERVAL"))?,
+            trash_retention: match get(vars, "TRASH_RETENTION_DAYS") {
+                None => Some(std::time::Duration::from_secs(30 * 86_400)),
+                Some(v) => match v.parse::<u64>() {
+                    Ok(0) => None,
+                    Ok(days) if days <= 36_500 => {
+                        Some(std::time::Duration::from_secs(days * 86_400))
+                    }
+                    _ => {
+                        return Err(format!(
+                            "TRASH_RETENTION_DAYS must be a number of days from 0 (keep forever) to 36500 (got \"{v}\")"
+                        ));
+                    }
+                },
+            },
         };
         config.check_production()?;
         Ok(config)
@@ -330,6 +347,9 @@ mod tests {
         assert_eq!(c.log_format, LogFormat::Text);
         assert_eq!(c.workers, DEFAULT_WORKERS);
         assert_eq!(Config::from_vars(&vars(&[("WORKERS", "0")])).unwrap().workers, 0);
+        assert_eq!(c.trash_retention.map(|d| d.as_secs()), Some(30 * 86_400));
+        let forever = Config::from_vars(&vars(&[("TRASH_RETENTION_DAYS", "0")])).unwrap();
+        assert_eq!(forever.trash_retention, None);
     }
 
     #[test]
@@ -363,6 +383,7 @@ mod tests {
             ("MAX_PAGES", "0"),
             ("DAILY_REFRESH_INTERVAL", "often"),
             ("GITHUB_API_URL", "api.github.com"),
+            ("TRASH_RETENTION_DAYS", "a month"),
             ("GITHUB_API_URL", "http://ghe.example.com"),
             ("GITHUB_API_URL", "http://127.0.0.1.example.com"),
             ("LLM_API_KEY", "sk-without-a-provider"),

@@ -347,14 +347,16 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let refresh = config
         .refresh_interval
         .map(|every| tokio::spawn(refresh_periodically(engine.clone(), storage.clone(), every)));
+    let purge =
+        config.trash_retention.map(|keep| tokio::spawn(purge_periodically(storage.clone(), keep)));
     let app = isocrates_api::app(state);
     axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     // The API has drained; now the worker finishes the steps it is running and stops.
-    if let Some(refresh) = refresh {
-        refresh.abort();
+    for task in [refresh, purge].into_iter().flatten() {
+        task.abort();
     }
     let _ = stop.send(true);
     if let Some(worker) = worker {
@@ -376,6 +378,25 @@ async fn refresh_periodically(engine: Engine, storage: Storage, every: std::time
             Ok(started) => tracing::info!(started, "periodic refresh of the tracked repositories"),
             Err(e) => {
                 tracing::warn!(error = %e, "the periodic refresh could not list the repositories")
+            }
+        }
+    }
+}
+
+/// How often the trash is looked at for documents past their retention.
+const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Purges the documents trashed longer than `keep` ago: at start, then every hour.
+async fn purge_periodically(storage: Storage, keep: std::time::Duration) {
+    let mut ticks = tokio::time::interval(PURGE_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match storage.purge_trash(isocrates_storage::Timestamp::ago(keep)).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::info!(purged, "purged documents past TRASH_RETENTION_DAYS"),
+            Err(e) => {
+                tracing::warn!(error = %e, "the trash purge failed; it runs again in an hour")
             }
         }
     }

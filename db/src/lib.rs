@@ -416,6 +416,12 @@ impl Timestamp {
     pub fn now() -> Timestamp {
         Timestamp::from(Utc::now())
     }
+
+    /// The time `age` before now.
+    pub fn ago(age: std::time::Duration) -> Timestamp {
+        let age = chrono::Duration::from_std(age).unwrap_or(chrono::Duration::MAX);
+        Timestamp::from(Utc::now().checked_sub_signed(age).unwrap_or(DateTime::<Utc>::MIN_UTC))
+    }
 }
 
 impl From<DateTime<Utc>> for Timestamp {

@@ -811,11 +811,22 @@ impl Storage {
 
     /// Deletes a document, its versions and its edges for good.
     pub async fn purge_document(&self, id: &str) -> Result<(), Error> {
+        if self.purge(id, None).await? { Ok(()) } else { Err(Error::not_found("document", id)) }
+    }
+
+    /// Purges `id`, when `trashed_before` is given only if it was trashed before then;
+    /// returns whether it went.
+    async fn purge(&self, id: &str, trashed_before: Option<&Timestamp>) -> Result<bool, Error> {
         let mut tx = self.db.begin().await?;
         tx.lock_links().await?;
         let Some(doc) = load(&mut tx, id).await? else {
-            return Err(Error::not_found("document", id));
+            return Ok(false);
         };
+        if let Some(cutoff) = trashed_before
+            && doc.deleted_at.as_ref().is_none_or(|at| at >= cutoff)
+        {
+            return Ok(false);
+        }
         // Children first, so both backends agree whatever their foreign-key settings.
         for sql in [
             "DELETE FROM versions WHERE doc_id = $1",
@@ -829,7 +840,32 @@ impl Storage {
         }
         links::repair(&mut tx, &doc_keys(&doc)).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
+    }
+
+    /// Purges every document trashed before `cutoff`, as the scheduled purge does after
+    /// `TRASH_RETENTION_DAYS`; returns how many went. Each goes in its own transaction, so
+    /// a failure leaves the rest for the next purge.
+    pub async fn purge_trash(&self, cutoff: Timestamp) -> Result<u64, Error> {
+        #[derive(sqlx::FromRow)]
+        struct Trashed {
+            id: String,
+        }
+        let old: Vec<Trashed> = self
+            .db
+            .fetch_all(
+                "SELECT id FROM documents WHERE deleted_at IS NOT NULL AND deleted_at < $1 ORDER BY id",
+                args![cutoff],
+            )
+            .await?;
+        let mut purged = 0;
+        for doc in old {
+            // One restored or purged by someone else meanwhile is left alone.
+            if self.purge(&doc.id, Some(&cutoff)).await? {
+                purged += 1;
+            }
+        }
+        Ok(purged)
     }
 
     /// Trashed documents in the scope, newest deletion first.

@@ -5,7 +5,7 @@ use isocrates_storage::documents::{
     Author, AuthorType, ContentUpdate, ListFilter, NewDocument, ReadScope, Upserted,
 };
 use isocrates_storage::users::NewUser;
-use isocrates_storage::{Error, Grant, Role, Storage};
+use isocrates_storage::{Error, Grant, Role, Storage, Timestamp};
 use serde_json::json;
 
 fn doc(title: &str, path: &str, content: &str) -> NewDocument {
@@ -451,5 +451,27 @@ isocrates_testkit::on_both_backends! {
         assert!(matches!(inside, Error::Validation { .. }), "{inside:?}");
         assert!(matches!(s.move_repository(&row.id, "  ").await.unwrap_err(), Error::Validation { .. }));
         assert!(matches!(s.move_repository("nope", "x").await.unwrap_err(), Error::NotFound { .. }));
+    }
+
+    async fn the_purge_removes_only_what_was_trashed_before_the_cutoff(db) {
+        let s = &db.storage;
+        let old = create(s, doc("Old", "notes", "links to [[Active]]")).await;
+        let recent = create(s, doc("Recent", "notes", "r")).await;
+        let active = create(s, doc("Active", "notes", "a")).await;
+        s.trash_document(&old).await.unwrap();
+        s.trash_document(&recent).await.unwrap();
+        // The first was trashed forty days ago.
+        let forty_days = std::time::Duration::from_secs(40 * 86_400);
+        s.db()
+            .execute("UPDATE documents SET deleted_at = $1 WHERE id = $2", isocrates_db::args![Timestamp::ago(forty_days), &old])
+            .await
+            .unwrap();
+        let thirty_days = std::time::Duration::from_secs(30 * 86_400);
+        assert_eq!(s.purge_trash(Timestamp::ago(thirty_days)).await.unwrap(), 1);
+        assert!(s.document_any(&old).await.unwrap().is_none(), "purged with its versions");
+        assert!(s.versions(&old, 0, 10).await.unwrap().is_empty());
+        assert!(s.document_any(&recent).await.unwrap().unwrap().deleted_at.is_some(), "still in the trash");
+        assert!(s.document(&active).await.unwrap().is_some(), "active documents are never purged");
+        assert_eq!(s.purge_trash(Timestamp::ago(thirty_days)).await.unwrap(), 0, "nothing left to purge");
     }
 }
