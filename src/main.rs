@@ -322,8 +322,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         webhook_secret: config.webhook_secret.clone(),
     };
-    let state =
-        AppState::new(storage.clone(), engine.clone(), api_config).map_err(anyhow::Error::msg)?;
+    let assistant = isocrates_api::Assistant {
+        model: isocrates_providers::build(&config.llm.writer, &config.llm)
+            .map_err(anyhow::Error::msg)?
+            .map(Arc::new),
+        prompts: Arc::new(prompts::load(&config)?),
+    };
+    let state = AppState::with_assistant(storage.clone(), engine.clone(), api_config, assistant)
+        .map_err(anyhow::Error::msg)?;
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

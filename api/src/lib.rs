@@ -42,12 +42,23 @@ pub struct ApiConfig {
     pub webhook_secret: Option<SecretString>,
 }
 
+/// What answers questions about the documents (`POST /api/docs/ask/`): the writer model,
+/// when one is configured, and the prompt templates.
+#[derive(Clone)]
+pub struct Assistant {
+    /// The model; `None` with the static provider, when asking answers with a sentence.
+    pub model: Option<Arc<isocrates_providers::Llm>>,
+    /// The checked templates, `ask` among them.
+    pub prompts: Arc<isocrates_workflows::prompts::Prompts>,
+}
+
 struct Inner {
     storage: Storage,
     engine: Engine,
     config: ApiConfig,
     keys: TokenKeys,
     started: Instant,
+    assistant: Assistant,
 }
 
 /// The state every handler shares; cheap to clone.
@@ -58,8 +69,28 @@ impl AppState {
     /// State over `storage` and `engine` with `config`; fails when the JWT secret is
     /// unusable.
     pub fn new(storage: Storage, engine: Engine, config: ApiConfig) -> Result<AppState, String> {
+        let assistant = Assistant {
+            model: None,
+            prompts: Arc::new(isocrates_workflows::prompts::Prompts::built_in()),
+        };
+        AppState::with_assistant(storage, engine, config, assistant)
+    }
+
+    /// [`AppState::new`] with the model and prompts that answer questions.
+    pub fn with_assistant(
+        storage: Storage,
+        engine: Engine,
+        config: ApiConfig,
+        assistant: Assistant,
+    ) -> Result<AppState, String> {
         let keys = TokenKeys::new(&config.jwt_secret)?;
-        Ok(AppState(Arc::new(Inner { storage, engine, config, keys, started: Instant::now() })))
+        let started = Instant::now();
+        Ok(AppState(Arc::new(Inner { storage, engine, config, keys, started, assistant })))
+    }
+
+    /// What answers questions.
+    pub fn assistant(&self) -> &Assistant {
+        &self.0.assistant
     }
 
     /// The workflow engine, for the jobs.
@@ -96,6 +127,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::service::routes())
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
+        .merge(routes::ask::routes())
         .merge(routes::folders::routes())
         .merge(routes::personal::routes())
         .merge(routes::links::routes())

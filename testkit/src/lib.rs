@@ -286,6 +286,16 @@ impl TestApp {
         workflows: Vec<isocrates_engine::Workflow>,
         adjust: impl FnOnce(&mut ApiConfig),
     ) -> TestApp {
+        TestApp::with_assistant(db, workflows, adjust, None).await
+    }
+
+    /// [`TestApp::with_workflows`] whose questions (`/api/docs/ask/`) go to `model`.
+    pub async fn with_assistant(
+        db: TestDb,
+        workflows: Vec<isocrates_engine::Workflow>,
+        adjust: impl FnOnce(&mut ApiConfig),
+        model: Option<Arc<isocrates_providers::Llm>>,
+    ) -> TestApp {
         let mut config = ApiConfig {
             auth_enabled: true,
             public_read: false,
@@ -295,8 +305,9 @@ impl TestApp {
         };
         adjust(&mut config);
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
-        let state =
-            AppState::new(db.storage.clone(), engine.clone(), config).expect("test app state");
+        let assistant = isocrates_api::Assistant { model, prompts: Arc::new(Prompts::built_in()) };
+        let state = AppState::with_assistant(db.storage.clone(), engine.clone(), config, assistant)
+            .expect("test app state");
         let repos = tempfile::tempdir().expect("a folder for clones");
         TestApp { db, engine, service: isocrates_api::app(state), _repos: repos }
     }

@@ -1,5 +1,6 @@
 //! One module per section of the contract; each returns its routes.
 
+pub mod ask;
 pub mod docs;
 pub mod folders;
 pub mod jobs;
