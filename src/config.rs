@@ -62,6 +62,9 @@ pub struct Config {
     /// `DAILY_REFRESH_INTERVAL`: how often `serve` documents the head of every tracked
     /// repository (24 h by default; `0` or `off` never).
     pub refresh_interval: Option<std::time::Duration>,
+    /// The `EMBEDDING_*` variables: the model that embeds documents; `None` turns
+    /// similar documents and hybrid search off.
+    pub embeddings: Option<isocrates_providers::embed::EmbeddingConfig>,
     /// `TRASH_RETENTION_DAYS`: how long a trashed document stays restorable before `serve`
     /// purges it (30 days by default; `0` keeps the trash forever).
     pub trash_retention: Option<std::time::Duration>,
@@ -275,6 +278,7 @@ impl Config {
             max_pages,
             webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
             refresh_interval: refresh_interval(get(vars, "DAILY_REFRESH_INTERVAL"))?,
+            embeddings: isocrates_providers::embed::from_vars(vars, |name| secret(vars, name))?,
             trash_retention: match get(vars, "TRASH_RETENTION_DAYS") {
                 None => Some(std::time::Duration::from_secs(30 * 86_400)),
                 Some(v) => match v.parse::<u64>() {
@@ -384,6 +388,7 @@ mod tests {
             ("DAILY_REFRESH_INTERVAL", "often"),
             ("GITHUB_API_URL", "api.github.com"),
             ("TRASH_RETENTION_DAYS", "a month"),
+            ("EMBEDDING_PROVIDER", "word2vec"),
             ("GITHUB_API_URL", "http://ghe.example.com"),
             ("GITHUB_API_URL", "http://127.0.0.1.example.com"),
             ("LLM_API_KEY", "sk-without-a-provider"),

@@ -322,11 +322,19 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         max_body_bytes: config.max_body_bytes,
         webhook_secret: config.webhook_secret.clone(),
     };
+    let embedder = config
+        .embeddings
+        .clone()
+        .map(isocrates_providers::embed::Embedder::new)
+        .transpose()
+        .map_err(anyhow::Error::msg)?
+        .map(Arc::new);
     let assistant = isocrates_api::Assistant {
         model: isocrates_providers::build(&config.llm.writer, &config.llm)
             .map_err(anyhow::Error::msg)?
             .map(Arc::new),
         prompts: Arc::new(prompts::load(&config)?),
+        embedder: embedder.clone(),
     };
     let state = AppState::with_assistant(storage.clone(), engine.clone(), api_config, assistant)
         .map_err(anyhow::Error::msg)?;
@@ -355,13 +363,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .map(|every| tokio::spawn(refresh_periodically(engine.clone(), storage.clone(), every)));
     let purge =
         config.trash_retention.map(|keep| tokio::spawn(purge_periodically(storage.clone(), keep)));
+    let index = embedder.map(|e| tokio::spawn(index_periodically(storage.clone(), e)));
     let app = isocrates_api::app(state);
     axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
     // The API has drained; now the worker finishes the steps it is running and stops.
-    for task in [refresh, purge].into_iter().flatten() {
+    for task in [refresh, purge, index].into_iter().flatten() {
         task.abort();
     }
     let _ = stop.send(true);
@@ -384,6 +393,27 @@ async fn refresh_periodically(engine: Engine, storage: Storage, every: std::time
             Ok(started) => tracing::info!(started, "periodic refresh of the tracked repositories"),
             Err(e) => {
                 tracing::warn!(error = %e, "the periodic refresh could not list the repositories")
+            }
+        }
+    }
+}
+
+/// How often documents waiting for their embedding are looked for.
+const INDEX_EVERY: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Embeds new and changed documents every half minute.
+async fn index_periodically(storage: Storage, embedder: Arc<isocrates_providers::embed::Embedder>) {
+    let mut ticks = tokio::time::interval(INDEX_EVERY);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        match isocrates_api::embeddings::index_pending(&storage, &embedder, 1_000).await {
+            (0, Ok(())) => {}
+            (stored, Ok(())) => {
+                tracing::info!(stored, model = embedder.model(), "embedded documents")
+            }
+            (stored, Err(e)) => {
+                tracing::warn!(stored, error = %e, "embedding stopped; it resumes in half a minute")
             }
         }
     }

@@ -4,6 +4,7 @@
 //! the contract (service, users and grants, documents, search, wikilinks, jobs).
 
 pub mod auth;
+pub mod embeddings;
 pub mod error;
 pub mod extract;
 pub mod middleware;
@@ -50,6 +51,9 @@ pub struct Assistant {
     pub model: Option<Arc<isocrates_providers::Llm>>,
     /// The checked templates, `ask` among them.
     pub prompts: Arc<isocrates_workflows::prompts::Prompts>,
+    /// What embeds documents and queries, when `EMBEDDING_PROVIDER` is set: similar
+    /// documents, and search that fuses full-text and vector hits.
+    pub embedder: Option<Arc<isocrates_providers::embed::Embedder>>,
 }
 
 struct Inner {
@@ -72,6 +76,7 @@ impl AppState {
         let assistant = Assistant {
             model: None,
             prompts: Arc::new(isocrates_workflows::prompts::Prompts::built_in()),
+            embedder: None,
         };
         AppState::with_assistant(storage, engine, config, assistant)
     }
@@ -128,6 +133,7 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
         .merge(routes::ask::routes())
+        .merge(routes::similar::routes())
         .merge(routes::folders::routes())
         .merge(routes::personal::routes())
         .merge(routes::links::routes())

@@ -278,6 +278,8 @@ pub enum Arg {
     Time(Option<Timestamp>),
     /// A JSON document, or NULL.
     Json(Option<serde_json::Value>),
+    /// Bytes (`BLOB` on SQLite, `BYTEA` on PostgreSQL).
+    Bytes(Vec<u8>),
 }
 
 /// The bound values of one statement, in placeholder order.
@@ -370,6 +372,7 @@ macro_rules! bind_each {
                 Arg::Float(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v.map(|t| t.to_string())),
                 Arg::Json(v) => q.bind(v.map(|j| j.to_string())),
+                Arg::Bytes(v) => q.bind(v),
             };
         }
         q
@@ -384,6 +387,7 @@ macro_rules! bind_each {
                 Arg::Float(v) => q.bind(v),
                 Arg::Time(v) => q.bind(v.map(|t| t.0)),
                 Arg::Json(v) => q.bind(v.map(sqlx::types::Json)),
+                Arg::Bytes(v) => q.bind(v),
             };
         }
         q

@@ -13,6 +13,7 @@
 //! Boundary: this crate knows nothing of storage or workflows, and never logs a key.
 
 pub mod config;
+pub mod embed;
 pub mod guard;
 mod http;
 pub mod json;

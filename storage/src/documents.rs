@@ -834,6 +834,7 @@ impl Storage {
             "DELETE FROM dependencies WHERE from_doc_id = $1 OR to_doc_id = $1",
             "DELETE FROM personal_refs WHERE document_id = $1",
             "DELETE FROM proposals WHERE doc_id = $1",
+            "DELETE FROM embeddings WHERE doc_id = $1",
             "DELETE FROM documents WHERE id = $1",
         ] {
             tx.execute(sql, args![id]).await?;

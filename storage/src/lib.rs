@@ -9,6 +9,7 @@
 pub mod audit;
 pub mod deliveries;
 pub mod documents;
+pub mod embeddings;
 pub mod folders;
 pub mod ids;
 pub mod links;

@@ -4,6 +4,8 @@
 //! `OR` separates alternatives and a leading `-` excludes a term. Grants and filters apply
 //! inside the query; snippets are HTML-escaped with hits wrapped in `<mark>`.
 
+use std::collections::HashMap;
+
 use crate::documents::{Document, ReadScope};
 use crate::{Error, Storage, Timestamp};
 use isocrates_db::{Db, QueryBuilder};
@@ -257,6 +259,77 @@ impl Storage {
             })
             .collect())
     }
+}
+
+/// The constant of Reciprocal Rank Fusion: a hit at rank r in a list adds 1 / (K + r).
+const RRF_K: f64 = 60.0;
+
+impl Storage {
+    /// [`Storage::search`] fused with the documents nearest `vector` (by `model`), by
+    /// Reciprocal Rank Fusion: each list gives 1 / (60 + rank) to its hits, and the sums
+    /// rank the answer. Vector hits obey the same filters and scope; their snippet is the
+    /// start of the document.
+    pub async fn hybrid_search(
+        &self,
+        query: &SearchQuery,
+        vector: &[f32],
+        model: &str,
+    ) -> Result<Vec<SearchHit>, Error> {
+        let depth = (query.limit * 2).clamp(10, 200);
+        let wide = SearchQuery { limit: depth, ..query.clone() };
+        let text_hits = self.search(&wide).await?;
+        let near = self.similar(vector, model, &query.scope, None, depth as usize).await?;
+        let ids: Vec<String> = near.iter().map(|n| n.id.clone()).collect();
+        let mut near_docs: HashMap<String, Document> = self
+            .documents_by_id(&ids, &query.scope)
+            .await?
+            .into_iter()
+            .filter(|d| passes(query, d))
+            .map(|d| (d.id.clone(), d))
+            .collect();
+        let mut fused: HashMap<String, (f64, SearchHit)> = HashMap::new();
+        for (rank, hit) in text_hits.into_iter().enumerate() {
+            let score = 1.0 / (RRF_K + rank as f64 + 1.0);
+            fused.insert(hit.document.id.clone(), (score, hit));
+        }
+        let mut rank = 0;
+        for n in near {
+            let Some(doc) = near_docs.remove(&n.id) else { continue };
+            rank += 1;
+            let score = 1.0 / (RRF_K + rank as f64);
+            fused.entry(doc.id.clone()).and_modify(|(s, _)| *s += score).or_insert_with(|| {
+                let start: String = doc
+                    .content
+                    .chars()
+                    .filter(|c| !matches!(c, '\u{1}' | '\u{2}'))
+                    .take(200)
+                    .collect();
+                let hit = SearchHit { snippet: render_snippet(&start), rank: 0.0, document: doc };
+                (score, hit)
+            });
+        }
+        let mut hits: Vec<SearchHit> = fused
+            .into_values()
+            .map(|(score, mut hit)| {
+                hit.rank = score;
+                hit
+            })
+            .collect();
+        hits.sort_by(|a, b| {
+            b.rank.total_cmp(&a.rank).then_with(|| a.document.id.cmp(&b.document.id))
+        });
+        hits.truncate(query.limit.max(0) as usize);
+        Ok(hits)
+    }
+}
+
+/// Whether `doc` meets the query's filters other than its text and scope.
+fn passes(query: &SearchQuery, doc: &Document) -> bool {
+    let prefix = query.path_prefix.as_deref().map(crate::ids::normalize_path);
+    prefix.is_none_or(|p| crate::permission::covers(&p, &doc.path))
+        && (query.keywords.is_empty() || doc.keywords.iter().any(|k| query.keywords.contains(k)))
+        && query.date_from.is_none_or(|from| doc.updated_at >= from)
+        && query.date_to.is_none_or(|to| doc.updated_at <= to)
 }
 
 #[cfg(test)]

@@ -296,6 +296,22 @@ impl TestApp {
         adjust: impl FnOnce(&mut ApiConfig),
         model: Option<Arc<isocrates_providers::Llm>>,
     ) -> TestApp {
+        let assistant = isocrates_api::Assistant {
+            model,
+            prompts: Arc::new(Prompts::built_in()),
+            embedder: None,
+        };
+        TestApp::with_parts(db, workflows, adjust, assistant).await
+    }
+
+    /// The API over `db` with every part given: the engine's workflows, the configuration
+    /// adjusted by `adjust`, and the models that answer questions and embed documents.
+    pub async fn with_parts(
+        db: TestDb,
+        workflows: Vec<isocrates_engine::Workflow>,
+        adjust: impl FnOnce(&mut ApiConfig),
+        assistant: isocrates_api::Assistant,
+    ) -> TestApp {
         let mut config = ApiConfig {
             auth_enabled: true,
             public_read: false,
@@ -305,7 +321,6 @@ impl TestApp {
         };
         adjust(&mut config);
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
-        let assistant = isocrates_api::Assistant { model, prompts: Arc::new(Prompts::built_in()) };
         let state = AppState::with_assistant(db.storage.clone(), engine.clone(), config, assistant)
             .expect("test app state");
         let repos = tempfile::tempdir().expect("a folder for clones");

@@ -9,6 +9,7 @@ pub mod personal;
 pub mod repositories;
 pub mod search;
 pub mod service;
+pub mod similar;
 pub mod users;
 pub mod webhooks;
 

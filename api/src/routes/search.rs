@@ -1,4 +1,5 @@
-//! `GET /api/docs/search/`: full-text search over the documents the caller may read.
+//! `GET /api/docs/search/`: full-text search over the documents the caller may read, fused
+//! with the nearest documents by embedding when embeddings are on.
 
 use axum::Router;
 use axum::extract::State;
@@ -99,7 +100,21 @@ async fn search(
         scope: caller.scope(),
         text: p.q,
     };
-    let hits = state.storage().search(&query).await?;
+    let hits = match &state.assistant().embedder {
+        None => state.storage().search(&query).await?,
+        // With embeddings on, full-text and vector hits are fused; a failed embedding call
+        // falls back to full text alone.
+        Some(embedder) => match embedder.embed(std::slice::from_ref(&query.text)).await {
+            Ok(mut vectors) => {
+                let vector = vectors.remove(0);
+                state.storage().hybrid_search(&query, &vector, embedder.model()).await?
+            }
+            Err(error) => {
+                tracing::warn!(%error, "the embedding server failed; searching full text only");
+                state.storage().search(&query).await?
+            }
+        },
+    };
     Ok(axum::Json(
         hits.into_iter()
             .map(|h| Hit {

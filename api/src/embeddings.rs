@@ -1,0 +1,66 @@
+//! The indexer: embeds the documents whose vector is missing or stale, in batches, for
+//! `serve`'s background loop and for `POST /api/docs/reindex`.
+
+use isocrates_providers::CallError;
+use isocrates_providers::embed::Embedder;
+use isocrates_storage::Storage;
+
+/// Documents embedded per request to the embedding server.
+pub const BATCH: i64 = 16;
+
+/// Why indexing stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum IndexError {
+    /// The embedding server failed.
+    #[error("the embedding server failed: {0}")]
+    Model(#[from] CallError),
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] isocrates_storage::Error),
+}
+
+/// Embeds pending documents until none is left or `max` were looked at; returns how many
+/// were stored, and the failure that stopped it early, if one did. A document changed
+/// while it was embedded is left pending for the next pass.
+pub async fn index_pending(
+    storage: &Storage,
+    embedder: &Embedder,
+    max: usize,
+) -> (usize, Result<(), IndexError>) {
+    let mut stored = 0;
+    let outcome = index_into(storage, embedder, max, &mut stored).await;
+    (stored, outcome)
+}
+
+async fn index_into(
+    storage: &Storage,
+    embedder: &Embedder,
+    max: usize,
+    stored: &mut usize,
+) -> Result<(), IndexError> {
+    let mut seen = 0;
+    while seen < max {
+        let batch = storage.pending_embeddings((max - seen).min(BATCH as usize) as i64).await?;
+        if batch.is_empty() {
+            break;
+        }
+        seen += batch.len();
+        let texts: Vec<String> = batch.iter().map(|p| p.text.clone()).collect();
+        let vectors = embedder.embed(&texts).await?;
+        let mut progress = false;
+        for (pending, vector) in batch.iter().zip(vectors) {
+            if storage
+                .store_embedding(&pending.id, pending.version, embedder.model(), &vector)
+                .await?
+            {
+                *stored += 1;
+                progress = true;
+            }
+        }
+        if !progress {
+            // Every document of the batch changed meanwhile: the next pass takes them.
+            break;
+        }
+    }
+    Ok(())
+}
