@@ -255,6 +255,24 @@ fn page_answer(system: &str, page: &str) -> String {
     )
 }
 
+/// The shop, published once by a run against the model server.
+struct Published {
+    origin: tempfile::TempDir,
+    _repos: tempfile::TempDir,
+    calls: Arc<Calls>,
+    harness: Harness,
+}
+
+async fn published_shop(storage: &Storage) -> Published {
+    let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    shop(origin.path());
+    let (url, calls) = model_server(Planner::Plan).await;
+    let harness = Harness::start(model_docgen(storage, repos.path(), &url)).await;
+    let run = harness.run(origin.path().to_str().unwrap(), false).await;
+    assert_eq!(run.status, RunStatus::Completed, "{:?}", run.error);
+    Published { origin, _repos: repos, calls, harness }
+}
+
 /// An engine running the documentation workflow over `docgen`, with a worker.
 struct Harness {
     engine: Engine,
@@ -418,12 +436,8 @@ on_both_backends! {
     }
 
     async fn the_same_commit_again_costs_nothing_and_a_changed_file_rewrites_only_its_pages(db) {
-        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        shop(origin.path());
-        let (url, calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
+        let Published { origin, _repos, calls, harness } = published_shop(&db.storage).await;
         let repo = origin.path().to_str().unwrap();
-        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let (planned, written) = (calls.planner(), calls.writer());
 
         let again = harness.run(repo, false).await;
@@ -453,12 +467,8 @@ on_both_backends! {
     }
 
     async fn a_file_added_beside_documented_ones_joins_their_page(db) {
-        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        shop(origin.path());
-        let (url, calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
+        let Published { origin, _repos, calls, harness } = published_shop(&db.storage).await;
         let repo = origin.path().to_str().unwrap();
-        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let planned = calls.planner();
 
         // Two new files in folders the wiki covers, in a commit no push described: the run
@@ -495,12 +505,8 @@ on_both_backends! {
     }
 
     async fn a_page_moved_to_another_folder_is_updated_where_it_is(db) {
-        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        shop(origin.path());
-        let (url, _calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
+        let Published { origin, _repos, harness, .. } = published_shop(&db.storage).await;
         let repo = origin.path().to_str().unwrap();
-        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let before = harness.pages(repo).await;
         let core = before.iter().find(|p| p.title == "Core Library").unwrap();
         harness.storage.move_document(&core.id, "handbook/libraries").await.unwrap();
@@ -546,12 +552,8 @@ on_both_backends! {
     }
 
     async fn a_page_a_person_edited_survives_the_next_run(db) {
-        let (origin, repos) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        shop(origin.path());
-        let (url, _calls) = model_server(Planner::Plan).await;
-        let harness = Harness::start(model_docgen(&db.storage, repos.path(), &url)).await;
+        let Published { origin, _repos, harness, .. } = published_shop(&db.storage).await;
         let repo = origin.path().to_str().unwrap();
-        assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         let core = harness.pages(repo).await.into_iter().find(|p| p.title == "Core Library").unwrap();
         let human = "# Core Library\n\nWritten by a person who knows better.\n";
         harness

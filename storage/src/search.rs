@@ -193,6 +193,11 @@ const HIT_COLUMNS: &str = "d.id, d.repo_url, d.repo_name, d.path, d.title, d.con
 
 impl Storage {
     /// Searches active documents in the caller's scope, best first.
+    ///
+    /// FIXME: a word found in most of the wiki makes both databases rank every match to
+    /// return `limit` (p99 0.3 s on SQLite, 0.7 s on PostgreSQL at 100,000 documents, see
+    /// BENCHMARKS.md); ranking a bounded candidate set per common term, or a RUM index on
+    /// PostgreSQL, would bound it.
     pub async fn search(&self, query: &SearchQuery) -> Result<Vec<SearchHit>, Error> {
         let parsed = parse(&query.text);
         let mut q = match &self.db {
