@@ -46,9 +46,33 @@ async fn index_into(
         }
         seen += batch.len();
         let texts: Vec<String> = batch.iter().map(|p| p.text.clone()).collect();
-        let vectors = embedder.embed(&texts).await?;
+        let vectors: Vec<Option<Vec<f32>>> = match embedder.embed(&texts).await {
+            Ok(vectors) => vectors.into_iter().map(Some).collect(),
+            // The server refused the batch itself: one text it cannot take must not hold up
+            // the others, so each is tried alone and a refused one is set aside.
+            Err(CallError::Rejected { .. }) => {
+                let mut one_by_one = Vec::with_capacity(batch.len());
+                for pending in &batch {
+                    match embedder.embed(std::slice::from_ref(&pending.text)).await {
+                        Ok(mut v) => one_by_one.push(Some(v.remove(0))),
+                        Err(CallError::Rejected { status, message }) => {
+                            tracing::warn!(doc.id = %pending.id, status, %message, "the embedding server refuses this document; it is skipped until it changes");
+                            storage.skip_embedding(&pending.id, pending.version).await?;
+                            one_by_one.push(None);
+                        }
+                        Err(e) => return Err(e.into()),
+                    }
+                }
+                one_by_one
+            }
+            Err(e) => return Err(e.into()),
+        };
         let mut progress = false;
         for (pending, vector) in batch.iter().zip(vectors) {
+            let Some(vector) = vector else {
+                progress = true;
+                continue;
+            };
             if storage
                 .store_embedding(&pending.id, pending.version, embedder.model(), &vector)
                 .await?

@@ -177,6 +177,12 @@ on_both_backends! {
         assert!(node(&lifted.body["tree"], &["docs", "area"]).is_none());
         assert_eq!(outgoing(&app, &admin, &top).await.len(), 2, "links still resolve");
 
+        // A folder may be named like the routes beside it.
+        let named = doc(&app, &admin, "Named", "metadata", "n").await;
+        let deleted = app.delete("/api/folders/metadata?action=delete_all", Some(&admin)).await;
+        assert_eq!((deleted.status, deleted.body["affected_documents"].as_u64()), (StatusCode::OK, Some(1)), "{:?}", deleted.body);
+        assert_eq!(app.get(&format!("/api/docs/{named}"), Some(&admin)).await.status, StatusCode::NOT_FOUND);
+
         let bad = app.delete("/api/folders/docs?action=shred", Some(&admin)).await;
         assert_eq!((bad.status, bad.body["details"]["field"].as_str()), (StatusCode::BAD_REQUEST, Some("action")));
         assert_eq!(app.delete("/api/folders/nowhere", Some(&admin)).await.status, StatusCode::NOT_FOUND);

@@ -41,7 +41,7 @@ on_both_backends! {
         let added = app.post(&format!("/api/personal/folders/{reading}/refs"), Some(&admin), json!({"document_id": intro})).await;
         assert_eq!(added.status, StatusCode::CREATED, "{:?}", added.body);
         let again = app.post(&format!("/api/personal/folders/{reading}/refs"), Some(&admin), json!({"document_id": intro})).await;
-        assert_eq!(again.body["ref_id"], added.body["ref_id"], "idempotent");
+        assert_eq!((again.status, &again.body["ref_id"]), (StatusCode::CREATED, &added.body["ref_id"]), "idempotent");
         let api_ref = app.post(&format!("/api/personal/folders/{later}/refs"), Some(&admin), json!({"document_id": api})).await;
         assert_eq!(api_ref.status, StatusCode::CREATED);
 

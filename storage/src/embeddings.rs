@@ -149,6 +149,18 @@ impl Storage {
         Ok(true)
     }
 
+    /// Sets aside document `id` at `version`, which the embedding server refuses: it is
+    /// marked indexed without a vector, so the indexer tries it again only once it changes.
+    pub async fn skip_embedding(&self, id: &str, version: i64) -> Result<(), Error> {
+        self.db
+            .execute(
+                "UPDATE documents SET is_indexed = TRUE WHERE id = $1 AND version = $2",
+                args![id, version],
+            )
+            .await?;
+        Ok(())
+    }
+
     /// Marks every active document not indexed, so the indexer embeds all again (after
     /// the model changed, say); returns how many.
     pub async fn unindex_all(&self) -> Result<u64, Error> {

@@ -282,6 +282,13 @@ impl Storage {
     /// their ids and links, metadata rows follow. Refused when the paths are the same, the
     /// target is inside the source, the source holds nothing or the target holds
     /// documents.
+    ///
+    /// FIXME: documents move one transaction each, after the caller's rights were checked
+    /// on a listing of their paths, and metadata rows follow in another (whatever grants
+    /// cover them): a document created under the folder meanwhile moves unchecked, and a
+    /// failure part-way leaves the folder half moved (asking again finishes it). One
+    /// transaction holding the listing, a rights check passed in, the documents and the
+    /// rows would close both.
     pub async fn move_folder(&self, source: &str, target: &str) -> Result<FolderChange, Error> {
         let source = folder_path("source_path", source)?;
         let target = folder_path("target_path", target)?;

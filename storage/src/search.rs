@@ -280,10 +280,21 @@ impl Storage {
         vector: &[f32],
         model: &str,
     ) -> Result<Vec<SearchHit>, Error> {
+        // A query full text finds nothing for (only exclusions, say) finds nothing here.
+        if fts5_expression(&parse(&query.text)).is_none() {
+            return Ok(Vec::new());
+        }
         let depth = (query.limit * 2).clamp(10, 200);
         let wide = SearchQuery { limit: depth, ..query.clone() };
         let text_hits = self.search(&wide).await?;
-        let near = self.similar(vector, model, &query.scope, None, depth as usize).await?;
+        // With filters, more of the nearest documents are read, so that enough are left
+        // once the filters are applied.
+        let filtered = query.path_prefix.is_some()
+            || !query.keywords.is_empty()
+            || query.date_from.is_some()
+            || query.date_to.is_some();
+        let wanted = if filtered { depth as usize * 20 } else { depth as usize };
+        let near = self.similar(vector, model, &query.scope, None, wanted).await?;
         let ids: Vec<String> = near.iter().map(|n| n.id.clone()).collect();
         let mut near_docs: HashMap<String, Document> = self
             .documents_by_id(&ids, &query.scope)
@@ -299,6 +310,9 @@ impl Storage {
         }
         let mut rank = 0;
         for n in near {
+            if rank >= depth {
+                break;
+            }
             let Some(doc) = near_docs.remove(&n.id) else { continue };
             rank += 1;
             let score = 1.0 / (RRF_K + rank as f64);

@@ -151,9 +151,9 @@ async fn ask(
         Ok(call) => call.reply.text,
         Err(error) => {
             tracing::warn!(%error, "the model did not answer a question");
-            format!(
-                "The model could not answer just now ({error}); the documents below match the question."
-            )
+            "The model could not answer just now (the server log says why); the documents \
+             below match the question."
+                .to_string()
         }
     };
     Ok(axum::Json(Answer { answer, sources, model: model_name }))

@@ -23,12 +23,28 @@ use crate::extract::{Json, Path, Query};
 use crate::routes::audit;
 
 pub(crate) fn routes() -> Router<AppState> {
+    // A folder may be named like the fixed routes beside it; DELETE on those paths
+    // deletes the folder of that name.
     Router::new()
         .route("/api/tree", get(tree))
-        .route("/api/folders/metadata", post(create).get(list))
-        .route("/api/folders/metadata/{folder_id}", get(show).put(update))
-        .route("/api/folders/move", put(move_folder))
-        .route("/api/folders/cleanup", post(cleanup))
+        .route(
+            "/api/folders/metadata",
+            post(create).get(list).delete(|s, c, q| remove_named(s, c, "metadata".into(), q)),
+        )
+        .route(
+            "/api/folders/metadata/{folder_id}",
+            get(show).put(update).delete(|s, c, Path(rest): Path<String>, q| {
+                remove_named(s, c, format!("metadata/{rest}"), q)
+            }),
+        )
+        .route(
+            "/api/folders/move",
+            put(move_folder).delete(|s, c, q| remove_named(s, c, "move".into(), q)),
+        )
+        .route(
+            "/api/folders/cleanup",
+            post(cleanup).delete(|s, c, q| remove_named(s, c, "cleanup".into(), q)),
+        )
         .route("/api/folders/{*folder_path}", delete(remove))
 }
 
@@ -118,6 +134,9 @@ async fn create(
     Json(body): Json<CreateBody>,
 ) -> Result<Response, Error> {
     let path = check_path("path", &body.path)?;
+    if path.is_empty() {
+        return Err(Error::validation("path", "path must name a folder, such as guides"));
+    }
     caller.require(&path, Action::Edit)?;
     let folder =
         state.storage().create_folder(&path, body.description, body.icon, body.sort_order).await?;
@@ -252,9 +271,18 @@ fn move_up() -> String {
 }
 
 async fn remove(
+    state: State<AppState>,
+    caller: AuthUser,
+    Path(folder_path): Path<String>,
+    q: Query<DeleteQuery>,
+) -> Result<axum::Json<ChangeOut>, Error> {
+    remove_named(state, caller, folder_path, q).await
+}
+
+async fn remove_named(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
-    Path(folder_path): Path<String>,
+    folder_path: String,
     Query(q): Query<DeleteQuery>,
 ) -> Result<axum::Json<ChangeOut>, Error> {
     let action = match q.action.as_str() {

@@ -19,6 +19,9 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/docs/search", get(search))
 }
 
+/// How long a search waits for its query's embedding before answering from full text.
+const QUERY_EMBEDDING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// The longest query accepted.
 const MAX_QUERY: usize = 1000;
 
@@ -104,16 +107,29 @@ async fn search(
         None => state.storage().search(&query).await?,
         // With embeddings on, full-text and vector hits are fused; a failed embedding call
         // falls back to full text alone.
-        Some(embedder) => match embedder.embed(std::slice::from_ref(&query.text)).await {
-            Ok(mut vectors) => {
-                let vector = vectors.remove(0);
-                state.storage().hybrid_search(&query, &vector, embedder.model()).await?
+        // A slow embedding server must not stall search: past QUERY_EMBEDDING_TIMEOUT the
+        // answer is full text alone.
+        Some(embedder) => {
+            let embedded = tokio::time::timeout(
+                QUERY_EMBEDDING_TIMEOUT,
+                embedder.embed(std::slice::from_ref(&query.text)),
+            )
+            .await;
+            match embedded {
+                Ok(Ok(mut vectors)) => {
+                    let vector = vectors.remove(0);
+                    state.storage().hybrid_search(&query, &vector, embedder.model()).await?
+                }
+                Ok(Err(error)) => {
+                    tracing::warn!(%error, "the embedding server failed; searching full text only");
+                    state.storage().search(&query).await?
+                }
+                Err(_) => {
+                    tracing::warn!("the embedding server was slow; searching full text only");
+                    state.storage().search(&query).await?
+                }
             }
-            Err(error) => {
-                tracing::warn!(%error, "the embedding server failed; searching full text only");
-                state.storage().search(&query).await?
-            }
-        },
+        }
     };
     Ok(axum::Json(
         hits.into_iter()
