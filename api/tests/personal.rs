@@ -122,4 +122,13 @@ on_both_backends! {
         let tree = app.get("/api/personal/tree", Some(&alice)).await;
         assert_eq!(names(&tree.body[0]["children"]), Vec::<String>::new(), "no longer readable, no longer shown");
     }
+
+    async fn with_auth_off_the_development_admin_has_a_tree_too(db) {
+        let app = TestApp::new(db, false).await;
+        let made = app.post("/api/personal/folders", None, json!({"name": "Mine"})).await;
+        assert_eq!(made.status, StatusCode::CREATED, "{:?}", made.body);
+        let again = app.post("/api/personal/folders", None, json!({"name": "Mine"})).await;
+        assert_eq!(again.status, StatusCode::CONFLICT, "the same owner each time");
+        assert_eq!(names(&app.get("/api/personal/tree", None).await.body), ["Mine"]);
+    }
 }

@@ -1,6 +1,6 @@
 //! `/api/personal`: the caller's own tree of folders and references to documents. Every
-//! call needs a signed-in user and acts on that user's items only; another user's item is
-//! a 403. A reference needs read access to its document, and the tree hides references to
+//! call needs a signed-in user (with auth off, the development admin) and acts on that
+//! user's items only; another user's item is a 403. A reference needs read access to its document, and the tree hides references to
 //! documents the user can no longer read.
 
 use axum::Router;
@@ -28,16 +28,20 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/personal/refs/{ref_id}/move", put(move_ref))
 }
 
-/// The signed-in user's id; an anonymous caller has no personal tree.
-///
-/// FIXME: with `AUTH_ENABLED=false` the caller is no user, so personal trees answer 401
-/// there; a development user made at start (a row the tree's foreign keys can point at)
-/// would give that mode a tree too.
-fn owner(caller: &Caller) -> Result<String, Error> {
-    caller
-        .user_id()
-        .ok_or_else(|| Error::Unauthorized("a personal tree needs a signed-in user".into()))
+/// The signed-in user's id. With `AUTH_ENABLED=false` a caller without a token is the
+/// development admin, whose tree belongs to a service user made for it on first use.
+async fn owner(state: &AppState, caller: &Caller) -> Result<String, Error> {
+    if let Some(id) = caller.user_id() {
+        return Ok(id);
+    }
+    if !state.config().auth_enabled {
+        return Ok(state.storage().service_user(DEVELOPMENT_USER, "").await?.id);
+    }
+    Err(Error::Unauthorized("a personal tree needs a signed-in user".into()))
 }
+
+/// The service user that owns the development admin's personal tree.
+const DEVELOPMENT_USER: &str = "development";
 
 #[derive(Debug, Serialize)]
 struct NodeOut {
@@ -115,7 +119,7 @@ async fn tree(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
 ) -> Result<axum::Json<Vec<NodeOut>>, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     let nodes = state.storage().personal_tree(&user, &caller.scope()).await?;
     Ok(axum::Json(nodes.into_iter().map(NodeOut::from).collect()))
 }
@@ -132,7 +136,7 @@ async fn create_folder(
     AuthUser(caller): AuthUser,
     Json(body): Json<CreateBody>,
 ) -> Result<Response, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     let parent = body.parent_id.filter(|p| !p.is_empty());
     let folder =
         state.storage().create_personal_folder(&user, &body.name, parent.as_deref()).await?;
@@ -144,7 +148,7 @@ async fn delete_folder(
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     state.storage().delete_personal_folder(&user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -161,7 +165,7 @@ async fn move_folder(
     Path(id): Path<String>,
     Json(body): Json<MoveBody>,
 ) -> Result<axum::Json<FolderOut>, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     let parent = body.parent_id.filter(|p| !p.is_empty());
     let folder = state.storage().move_personal_folder(&user, &id, parent.as_deref()).await?;
     Ok(axum::Json(FolderOut::from(folder)))
@@ -178,7 +182,7 @@ async fn add_ref(
     Path(folder_id): Path<String>,
     Json(body): Json<RefBody>,
 ) -> Result<Response, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     // The folder first, so another user's folder is a 403 whatever the document.
     state.storage().personal_folder(&user, &folder_id).await?;
     let doc = super::docs::readable(&state, &caller, &body.document_id).await?;
@@ -193,7 +197,7 @@ async fn delete_ref(
     AuthUser(caller): AuthUser,
     Path(id): Path<String>,
 ) -> Result<StatusCode, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     state.storage().delete_personal_ref(&user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -209,7 +213,7 @@ async fn move_ref(
     Path(id): Path<String>,
     Query(q): Query<MoveRefQuery>,
 ) -> Result<axum::Json<RefOut>, Error> {
-    let user = owner(&caller)?;
+    let user = owner(&state, &caller).await?;
     let reference = state.storage().move_personal_ref(&user, &id, &q.target_folder_id).await?;
     Ok(axum::Json(RefOut::from(reference)))
 }
