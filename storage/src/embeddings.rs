@@ -59,6 +59,19 @@ struct VectorRow {
     vector: Vec<u8>,
 }
 
+/// What is embedded of a document: its title, description and content, cut to a size a
+/// model takes. Stored vectors and on-the-spot ones are made of the same text.
+pub fn embedding_text(title: &str, description: Option<&str>, content: &str) -> String {
+    let mut text = title.to_string();
+    if let Some(d) = description.filter(|d| !d.is_empty()) {
+        text.push_str("\n\n");
+        text.push_str(d);
+    }
+    text.push_str("\n\n");
+    text.push_str(content);
+    text.chars().take(MAX_TEXT).collect()
+}
+
 fn to_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
@@ -93,19 +106,10 @@ impl Storage {
             .await?;
         Ok(rows
             .into_iter()
-            .map(|r| {
-                let mut text = r.title;
-                if let Some(d) = r.description.filter(|d| !d.is_empty()) {
-                    text.push_str("\n\n");
-                    text.push_str(&d);
-                }
-                text.push_str("\n\n");
-                text.push_str(&r.content);
-                Pending {
-                    id: r.id,
-                    version: r.version,
-                    text: text.chars().take(MAX_TEXT).collect(),
-                }
+            .map(|r| Pending {
+                text: embedding_text(&r.title, r.description.as_deref(), &r.content),
+                id: r.id,
+                version: r.version,
             })
             .collect())
     }

@@ -32,6 +32,28 @@ pub struct Repository {
 }
 
 impl Repository {
+    /// `folder`, normalised, when the repository's pages may move there: a folder, and
+    /// not one inside the folder they are in now.
+    pub fn check_new_folder(&self, folder: &str) -> Result<String, Error> {
+        let target = crate::documents::check_path("folder", folder)?;
+        if target.is_empty() {
+            return Err(Error::validation(
+                "folder",
+                "folder must name a folder, such as docs/shop",
+            ));
+        }
+        if target.starts_with(&format!("{}/", self.folder)) {
+            return Err(Error::validation(
+                "folder",
+                format!(
+                    "{target} is inside the repository's folder {}: pick a folder outside it",
+                    self.folder
+                ),
+            ));
+        }
+        Ok(target)
+    }
+
     /// The branch whose pushes are documented.
     pub fn tracked_branch(&self) -> Option<&str> {
         self.branch.as_deref().or(self.default_branch.as_deref())
@@ -113,25 +135,10 @@ impl Storage {
     /// pages move one by one and the folder changes last, so asking again after a failure
     /// finishes the move.
     pub async fn move_repository(&self, id: &str, folder: &str) -> Result<Repository, Error> {
-        let target = crate::documents::check_path("folder", folder)?;
-        if target.is_empty() {
-            return Err(Error::validation(
-                "folder",
-                "folder must name a folder, such as docs/shop",
-            ));
-        }
         let row = self.repository_with_id(id).await?;
+        let target = row.check_new_folder(folder)?;
         if row.folder == target {
             return Ok(row);
-        }
-        if target.starts_with(&format!("{}/", row.folder)) {
-            return Err(Error::validation(
-                "folder",
-                format!(
-                    "{target} is inside the repository's folder {}: pick a folder outside it",
-                    row.folder
-                ),
-            ));
         }
         for doc in self.documents_of_repo(&row.repo_url).await? {
             let below = if doc.path == row.folder {

@@ -8,7 +8,6 @@ use axum::Router;
 use axum::extract::{Path, State};
 use axum::routing::{get, put};
 use isocrates_storage::Timestamp;
-use isocrates_storage::documents::check_path;
 use isocrates_storage::repositories::Repository;
 use isocrates_workflows::docgen;
 use serde::Serialize;
@@ -88,22 +87,7 @@ async fn change(
     if let Some(folder) = &folder {
         // Checked before anything is written, so a refused folder changes nothing.
         let row = state.storage().repository_with_id(&id).await?;
-        let target = check_path("folder", folder)?;
-        if target.is_empty() {
-            return Err(Error::validation(
-                "folder",
-                "folder must name a folder, such as docs/shop",
-            ));
-        }
-        if target.starts_with(&format!("{}/", row.folder)) {
-            return Err(Error::validation(
-                "folder",
-                format!(
-                    "{target} is inside the repository's folder {}: pick one outside it",
-                    row.folder
-                ),
-            ));
-        }
+        row.check_new_folder(folder)?;
         // A run publishes new pages into the folder its clone read: moving the pages under
         // a live run would split the wiki between two folders.
         // FIXME: a push that arrives between this check and the move can still clone the

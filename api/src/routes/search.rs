@@ -19,6 +19,27 @@ pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/docs/search", get(search))
 }
 
+/// The embedding of a search's text, when the embedding server answers in time: a failed
+/// or slow one means full text alone, never a failed or stalled search.
+async fn query_vector(
+    embedder: &isocrates_providers::embed::Embedder,
+    text: &str,
+) -> Option<Vec<f32>> {
+    let embedded =
+        tokio::time::timeout(QUERY_EMBEDDING_TIMEOUT, embedder.embed(&[text.to_string()])).await;
+    match embedded {
+        Ok(Ok(mut vectors)) => Some(vectors.remove(0)),
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the embedding server failed; searching full text only");
+            None
+        }
+        Err(_) => {
+            tracing::warn!("the embedding server was slow; searching full text only");
+            None
+        }
+    }
+}
+
 /// How long a search waits for its query's embedding before answering from full text.
 const QUERY_EMBEDDING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -103,33 +124,15 @@ async fn search(
         scope: caller.scope(),
         text: p.q,
     };
-    let hits = match &state.assistant().embedder {
-        None => state.storage().search(&query).await?,
-        // With embeddings on, full-text and vector hits are fused; a failed embedding call
-        // falls back to full text alone.
-        // A slow embedding server must not stall search: past QUERY_EMBEDDING_TIMEOUT the
-        // answer is full text alone.
-        Some(embedder) => {
-            let embedded = tokio::time::timeout(
-                QUERY_EMBEDDING_TIMEOUT,
-                embedder.embed(std::slice::from_ref(&query.text)),
-            )
-            .await;
-            match embedded {
-                Ok(Ok(mut vectors)) => {
-                    let vector = vectors.remove(0);
-                    state.storage().hybrid_search(&query, &vector, embedder.model()).await?
-                }
-                Ok(Err(error)) => {
-                    tracing::warn!(%error, "the embedding server failed; searching full text only");
-                    state.storage().search(&query).await?
-                }
-                Err(_) => {
-                    tracing::warn!("the embedding server was slow; searching full text only");
-                    state.storage().search(&query).await?
-                }
+    let embedder = state.assistant().embedder.as_deref();
+    let hits = match embedder {
+        Some(embedder) => match query_vector(embedder, &query.text).await {
+            Some(vector) => {
+                state.storage().hybrid_search(&query, &vector, embedder.model()).await?
             }
-        }
+            None => state.storage().search(&query).await?,
+        },
+        None => state.storage().search(&query).await?,
     };
     Ok(axum::Json(
         hits.into_iter()

@@ -6,7 +6,7 @@ use axum::Router;
 use axum::extract::State;
 use axum::routing::{get, post};
 use isocrates_storage::Action;
-use isocrates_storage::embeddings::Similar;
+use isocrates_storage::embeddings::{Similar, embedding_text};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -101,7 +101,7 @@ async fn similar_to_document(
         Some(vector) => vector,
         // Not indexed yet: embedded now, for this answer only.
         None => {
-            let text = format!("{}\n\n{}", doc.title, doc.content).chars().take(8_000).collect();
+            let text = embedding_text(&doc.title, doc.description.as_deref(), &doc.content);
             match embedder.embed(&[text]).await {
                 Ok(mut v) => v.remove(0),
                 Err(e) => return Ok(embedding_failed(&e)),

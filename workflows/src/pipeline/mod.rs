@@ -477,8 +477,11 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
     let changed: Option<BTreeSet<&str>> =
         changes.as_ref().map(|c| c.paths.iter().map(String::as_str).collect());
     let analysis: Analysis = output(&ctx, "analyze")?;
+    // Every file some published page reads.
+    let covered: BTreeSet<&str> =
+        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
     let added_sources = match &changes {
-        Some(changes) => place_added_files(&changes.added, &published, &analysis),
+        Some(changes) => place_added_files(&changes.added, &published, &covered, &analysis),
         None => BTreeMap::new(),
     };
     let stale: Vec<String> = published
@@ -497,8 +500,6 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
     // published before this was recorded count the modules their sources cover.
     let known: BTreeSet<&str> =
         published.iter().flat_map(|p| p.planned_modules.iter().map(String::as_str)).collect();
-    let covered: BTreeSet<&str> =
-        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
     let uncovered: Vec<String> = if published.is_empty() {
         Vec::new()
     } else {
@@ -525,13 +526,11 @@ async fn check_early(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, St
             )));
         }
     }
-    // The checkpoint keeps the paths that matter to the wiki, and how many changed in all.
-    let read: BTreeSet<&str> =
-        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
+    // The checkpoint keeps the paths that matter to the wiki (`count` keeps how many
+    // changed in all).
     let placed: BTreeSet<&str> = added_sources.values().flatten().map(String::as_str).collect();
     let changes = changes.map(|mut c| {
-        c.count = c.paths.len();
-        c.paths.retain(|p| read.contains(p.as_str()) || placed.contains(p.as_str()));
+        c.paths.retain(|p| covered.contains(p.as_str()) || placed.contains(p.as_str()));
         c.added.retain(|p| placed.contains(p.as_str()));
         c
     });
@@ -604,15 +603,15 @@ async fn changes_since(
 
 /// The pages that take on the source files `added` to modules the wiki already covers:
 /// each file goes to the page reading the files nearest it in the same module (the
-/// longest shared folder, then the most files there, then the first title). Files of a
-/// module no page reads are left for a new plan.
+/// longest shared folder, then the most files there, then the first title). Files a page
+/// reads already (`covered`) stay where they are; files of a module no page reads are
+/// left for a new plan.
 fn place_added_files(
     added: &[String],
     published: &[Published],
+    covered: &BTreeSet<&str>,
     analysis: &Analysis,
 ) -> BTreeMap<String, Vec<String>> {
-    let covered: BTreeSet<&str> =
-        published.iter().flat_map(|p| p.source_hashes.keys().map(String::as_str)).collect();
     let folder_depth = |a: &str, b: &str| {
         a.split('/')
             .zip(b.split('/'))
