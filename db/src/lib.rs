@@ -502,6 +502,13 @@ impl QueryBuilder {
         self
     }
 
+    /// Appends a number as literal SQL, where the planner must see the value itself (a
+    /// partial index whose condition names it, say). Numbers carry no SQL.
+    pub fn push_int(&mut self, n: i64) -> &mut Self {
+        self.sql.push_str(&n.to_string());
+        self
+    }
+
     /// Binds a value and appends its placeholder.
     pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
         self.args.push(value.into());

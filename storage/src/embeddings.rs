@@ -3,10 +3,10 @@
 //! not indexed (`is_indexed`), and the indexer embeds it again; a vector is stored only
 //! if the document is still at the version it was made from.
 //!
-//! Similarity is computed here, over the vectors in the caller's read scope.
-//! FIXME: that reads every vector of the scope per query, which is fine for thousands of
-//! documents and slow for hundreds of thousands; a pgvector column with an HNSW index on
-//! PostgreSQL (when the extension is installed) would answer from the index instead.
+//! Vectors are stored as bytes on both backends. On PostgreSQL with pgvector they are also
+//! kept in a `vector` column and ranked there through an HNSW index (the `pgvector`
+//! module); elsewhere similarity is computed here, over the vectors in the caller's read
+//! scope, which is fine for thousands of documents and slower beyond (see BENCHMARKS.md).
 
 use crate::documents::ReadScope;
 use crate::{Error, Storage, Timestamp};
@@ -76,7 +76,7 @@ fn to_bytes(vector: &[f32]) -> Vec<u8> {
     vector.iter().flat_map(|f| f.to_le_bytes()).collect()
 }
 
-fn from_bytes(bytes: &[u8]) -> Vec<f32> {
+pub(crate) fn from_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
@@ -134,22 +134,41 @@ impl Storage {
         if current == 0 {
             return Ok(false);
         }
-        tx.execute(
-            "INSERT INTO embeddings (doc_id, model, dims, vector, version, updated_at) \
-             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (doc_id) DO UPDATE SET \
-             model = excluded.model, dims = excluded.dims, vector = excluded.vector, \
-             version = excluded.version, updated_at = excluded.updated_at",
-            args![
-                id,
-                model,
-                vector.len() as i64,
-                Arg::Bytes(to_bytes(vector)),
-                version,
-                Timestamp::now()
-            ],
-        )
-        .await?;
+        let mut row = args![
+            id,
+            model,
+            vector.len() as i64,
+            Arg::Bytes(to_bytes(vector)),
+            version,
+            Timestamp::now()
+        ];
+        let pgvector = self.uses_pgvector().await?;
+        if pgvector {
+            // A vector pgvector cannot read keeps only its bytes (and the column NULL).
+            row.push(Arg::Text(crate::pgvector::vector_literal(vector)));
+            tx.execute(
+                "INSERT INTO embeddings (doc_id, model, dims, vector, version, updated_at, \
+                 embedding) VALUES ($1, $2, $3, $4, $5, $6, $7::text::vector) \
+                 ON CONFLICT (doc_id) DO UPDATE SET model = excluded.model, \
+                 dims = excluded.dims, vector = excluded.vector, version = excluded.version, \
+                 updated_at = excluded.updated_at, embedding = excluded.embedding",
+                row,
+            )
+            .await?;
+        } else {
+            tx.execute(
+                "INSERT INTO embeddings (doc_id, model, dims, vector, version, updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (doc_id) DO UPDATE SET \
+                 model = excluded.model, dims = excluded.dims, vector = excluded.vector, \
+                 version = excluded.version, updated_at = excluded.updated_at",
+                row,
+            )
+            .await?;
+        }
         tx.commit().await?;
+        if pgvector {
+            self.ensure_vector_index(vector.len() as i64).await;
+        }
         Ok(true)
     }
 
@@ -200,11 +219,19 @@ impl Storage {
         except: Option<&str>,
         limit: usize,
     ) -> Result<Vec<Similar>, Error> {
+        if self.uses_pgvector().await?
+            && let Some(literal) = crate::pgvector::vector_literal(vector)
+        {
+            return self
+                .similar_by_pgvector(&literal, vector.len(), model, scope, except, limit)
+                .await;
+        }
+        // Vectors of another size come from another model: they are not compared.
         let mut q = QueryBuilder::new(
             "SELECT d.id, d.title, d.path, d.description, e.vector FROM embeddings e \
-             JOIN documents d ON d.id = e.doc_id WHERE d.deleted_at IS NULL AND e.model = ",
+             JOIN documents d ON d.id = e.doc_id WHERE d.deleted_at IS NULL AND e.dims = ",
         );
-        q.bind(model);
+        q.bind(vector.len() as i64).push(" AND e.model = ").bind(model);
         scope.restrict(&mut q, "d.path");
         let (sql, qargs) = q.finish();
         let rows: Vec<VectorRow> = self.db.fetch_all(sql, qargs).await?;

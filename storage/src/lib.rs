@@ -15,12 +15,14 @@ pub mod ids;
 pub mod links;
 pub mod permission;
 pub mod personal;
+mod pgvector;
 pub mod proposals;
 pub mod repositories;
 pub mod search;
 pub mod users;
 
 use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 
 pub use isocrates_db::{Backend, Db, Timestamp};
 pub use permission::{Action, Grant, Role, check_permission};
@@ -107,13 +109,21 @@ impl Error {
 #[derive(Debug, Clone)]
 pub struct Storage {
     db: Db,
+    /// Whether pgvector ranks similar documents (see the `pgvector` module).
+    vector_index: Arc<pgvector::VectorIndex>,
+    /// The vector sizes whose pgvector index is known to exist.
+    indexed_sizes: Arc<Mutex<HashSet<i64>>>,
 }
 
 impl Storage {
     /// Connects to `url` (`sqlite://file.db`, created if missing, or `postgres://...`).
     /// Migrations are not applied; call [`Storage::migrate`].
     pub async fn connect(url: &str) -> Result<Storage, Error> {
-        Ok(Storage { db: Db::connect(url).await? })
+        Ok(Storage {
+            db: Db::connect(url).await?,
+            vector_index: Arc::default(),
+            indexed_sizes: Arc::default(),
+        })
     }
 
     /// Connects to `url` and applies every pending migration.
@@ -161,6 +171,7 @@ impl Storage {
         if applied.is_empty() {
             tracing::info!(db.backend = self.backend().name(), "database schema is up to date");
         }
+        self.set_up_pgvector().await?;
         Ok(applied)
     }
 

@@ -120,6 +120,48 @@ impl TestDb {
     }
 }
 
+/// The role owning the databases of [`TestDb::postgres_as_owner`]: it may log in and
+/// owns what it creates, but is no superuser.
+const PLAIN_OWNER: &str = "isocrates_test_owner";
+
+impl TestDb {
+    /// A new database on the local PostgreSQL server, owned and opened by a role that is no
+    /// superuser, as in a deployment where the application's user only owns its database
+    /// (the test server trusts local connections, so the role needs no password).
+    pub async fn postgres_as_owner() -> TestDb {
+        let admin = postgres_admin_url();
+        let name = format!("isocrates_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = sqlx::PgConnection::connect(&admin).await.expect("reach PostgreSQL");
+        // Tests run at once: a concurrent creation of the role is as good as our own.
+        let role = format!(
+            "DO $$ BEGIN CREATE ROLE {PLAIN_OWNER} LOGIN NOSUPERUSER; \
+             EXCEPTION WHEN duplicate_object OR unique_violation THEN NULL; END $$"
+        );
+        sqlx::query(sqlx::AssertSqlSafe(role)).execute(&mut conn).await.expect("create the role");
+        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name} OWNER {PLAIN_OWNER}")))
+            .execute(&mut conn)
+            .await
+            .expect("create a test database");
+        let _ = conn.close().await;
+        let url = replace_user(&replace_database(&admin, &name), PLAIN_OWNER);
+        let storage = Storage::open(&url).await.expect("open the database as its owner");
+        TestDb { url, storage, _dir: None, pg_name: Some(name) }
+    }
+
+    /// The URL of this PostgreSQL database for the superuser the tests connect as.
+    pub fn superuser_url(&self) -> Option<String> {
+        self.pg_name.as_ref().map(|name| replace_database(&postgres_admin_url(), name))
+    }
+}
+
+/// `url` with its user (and password) replaced by `user`.
+fn replace_user(url: &str, user: &str) -> String {
+    let scheme_end = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[scheme_end..];
+    let host_start = rest.find('@').map_or(0, |at| at + 1);
+    format!("{}{user}@{}", &url[..scheme_end], &rest[host_start..])
+}
+
 /// `url` with its database name replaced by `name`.
 fn replace_database(url: &str, name: &str) -> String {
     let (base, query) = match url.split_once('?') {
