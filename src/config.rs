@@ -68,6 +68,13 @@ pub struct Config {
     /// `TRASH_RETENTION_DAYS`: how long a trashed document stays restorable before `serve`
     /// purges it (30 days by default; `0` keeps the trash forever).
     pub trash_retention: Option<std::time::Duration>,
+    /// `AUDIT_RETENTION_DAYS`: how long audit rows are kept before `serve` deletes them
+    /// (365 days by default; `0` keeps them forever).
+    pub audit_retention: Option<std::time::Duration>,
+    /// `RATE_LIMIT_PER_MINUTE` (60 by default; 0 off) and `TRUSTED_PROXIES`.
+    pub rate_limit: isocrates_api::RateLimitConfig,
+    /// `CORS_ALLOWED_ORIGINS`: the origins browser pages may call the API from.
+    pub cors_origins: Vec<String>,
 }
 
 /// The default of `WORKERS`.
@@ -130,6 +137,21 @@ fn refresh_interval(value: Option<&str>) -> Result<Option<std::time::Duration>, 
                 "DAILY_REFRESH_INTERVAL must be a duration such as 24h, 90m or 3600, or off (got \"{value}\")"
             )
         })
+}
+
+/// A retention in days (`default` when unset); `0` keeps forever (`None`).
+fn retention_days(
+    vars: &Vars,
+    name: &str,
+    default: u64,
+) -> Result<Option<std::time::Duration>, String> {
+    let days = match get(vars, name) {
+        None => default,
+        Some(v) => v.parse::<u64>().ok().filter(|d| *d <= 36_500).ok_or_else(|| {
+            format!("{name} must be a number of days from 0 (keep forever) to 36500 (got \"{v}\")")
+        })?,
+    };
+    Ok((days > 0).then(|| std::time::Duration::from_secs(days * 86_400)))
 }
 
 /// A size in bytes, at least 1024.
@@ -200,7 +222,9 @@ impl Config {
                 format!("WORKERS must be a number from 0 (no embedded worker) to 256 (got \"{v}\")")
             })?,
         };
-        let database_url = get(vars, "DATABASE_URL").unwrap_or("sqlite://isocrates.db").to_string();
+        // The URL carries the database password, so it is a secret like the others.
+        let database_url = secret(vars, "DATABASE_URL")?
+            .map_or_else(|| "sqlite://isocrates.db".to_string(), |s| s.expose_secret().to_string());
         if !["sqlite:", "postgres://", "postgresql://"].iter().any(|p| database_url.starts_with(p))
         {
             return Err(
@@ -259,6 +283,19 @@ impl Config {
                 })?
             }
         };
+        let rate_limit = isocrates_api::RateLimitConfig {
+            per_minute: match get(vars, "RATE_LIMIT_PER_MINUTE") {
+                None => isocrates_api::rate_limit::DEFAULT_PER_MINUTE,
+                Some(v) => v.parse::<u32>().ok().filter(|n| *n <= 1_000_000).ok_or_else(|| {
+                    format!(
+                        "RATE_LIMIT_PER_MINUTE must be a number of requests from 0 (off) to 1000000 (got \"{v}\")"
+                    )
+                })?,
+            },
+            trusted_proxies: isocrates_api::rate_limit::parse_trusted_proxies(
+                get(vars, "TRUSTED_PROXIES").unwrap_or(""),
+            )?,
+        };
         let config = Config {
             database_url,
             host: get(vars, "HOST").unwrap_or("127.0.0.1").to_string(),
@@ -279,20 +316,10 @@ impl Config {
             webhook_secret: secret(vars, "GITHUB_WEBHOOK_SECRET")?,
             refresh_interval: refresh_interval(get(vars, "DAILY_REFRESH_INTERVAL"))?,
             embeddings: isocrates_providers::embed::from_vars(vars, |name| secret(vars, name))?,
-            trash_retention: match get(vars, "TRASH_RETENTION_DAYS") {
-                None => Some(std::time::Duration::from_secs(30 * 86_400)),
-                Some(v) => match v.parse::<u64>() {
-                    Ok(0) => None,
-                    Ok(days) if days <= 36_500 => {
-                        Some(std::time::Duration::from_secs(days * 86_400))
-                    }
-                    _ => {
-                        return Err(format!(
-                            "TRASH_RETENTION_DAYS must be a number of days from 0 (keep forever) to 36500 (got \"{v}\")"
-                        ));
-                    }
-                },
-            },
+            trash_retention: retention_days(vars, "TRASH_RETENTION_DAYS", 30)?,
+            audit_retention: retention_days(vars, "AUDIT_RETENTION_DAYS", 365)?,
+            rate_limit,
+            cors_origins: cors_origins(get(vars, "CORS_ALLOWED_ORIGINS").unwrap_or(""))?,
         };
         config.check_production()?;
         Ok(config)
@@ -314,7 +341,27 @@ impl Config {
             Some(s) if s.expose_secret().len() < MIN_JWT_SECRET => problems.push(format!(
                 "JWT_SECRET_KEY must be at least {MIN_JWT_SECRET} bytes (generate one with: openssl rand -hex 32)"
             )),
+            Some(s) if !looks_random(s.expose_secret()) => problems.push(
+                "JWT_SECRET_KEY must be a random secret, not an example or a repeated pattern \
+                 (generate one with: openssl rand -hex 32)"
+                    .to_string(),
+            ),
             Some(_) => {}
+        }
+        if self.webhook_secret.is_none() {
+            problems.push(
+                "GITHUB_WEBHOOK_SECRET (or GITHUB_WEBHOOK_SECRET_FILE) must be set to the secret \
+                 GitHub signs webhook deliveries with"
+                    .to_string(),
+            );
+        }
+        let local: Vec<&str> =
+            self.cors_origins.iter().map(String::as_str).filter(|o| is_local_origin(o)).collect();
+        if !local.is_empty() {
+            problems.push(format!(
+                "CORS_ALLOWED_ORIGINS must list only the real origins of your pages, not {}",
+                local.join(", ")
+            ));
         }
         if problems.is_empty() {
             Ok(())
@@ -331,6 +378,65 @@ impl Config {
             format!("{}:{}", self.host, self.port)
         }
     }
+}
+
+/// Secrets shown in examples, which a deployment must not keep.
+const EXAMPLE_SECRETS: [&str; 6] =
+    ["change-me", "changeme", "secret", "your-secret-key", "jwt-secret", "development"];
+
+/// Whether `secret` could have come from a random generator: not an example value, and
+/// not a short pattern repeated (a random 32 bytes, even in hex, uses a dozen symbols).
+fn looks_random(secret: &str) -> bool {
+    let lower = secret.to_ascii_lowercase();
+    if EXAMPLE_SECRETS.iter().any(|e| lower.contains(e)) {
+        return false;
+    }
+    let distinct: std::collections::HashSet<char> = secret.chars().collect();
+    distinct.len() >= 10
+}
+
+/// Reads `CORS_ALLOWED_ORIGINS`: origins such as `https://docs.example.com`, comma
+/// separated. `*` is refused whatever the environment: credentials are allowed, so every
+/// origin must be named.
+fn cors_origins(value: &str) -> Result<Vec<String>, String> {
+    let mut origins = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        if item.contains('*') {
+            return Err(format!(
+                "CORS_ALLOWED_ORIGINS must name each origin, such as https://docs.example.com; \
+                 \"*\" would let any site call the API with its users' credentials (got \"{item}\")"
+            ));
+        }
+        let origin = item.trim_end_matches('/').to_ascii_lowercase();
+        let host = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
+        let valid = host.is_some_and(|h| {
+            !h.is_empty()
+                && !h.contains(['/', '?', '#', '@', ' '])
+                && axum::http::HeaderValue::from_str(&origin).is_ok()
+        });
+        if !valid {
+            return Err(format!(
+                "CORS_ALLOWED_ORIGINS must list origins as scheme://host[:port], such as \
+                 https://docs.example.com (got \"{item}\")"
+            ));
+        }
+        origins.push(origin);
+    }
+    Ok(origins)
+}
+
+/// Whether `origin` is a page on the machine itself, which production has no use for.
+fn is_local_origin(origin: &str) -> bool {
+    let host = origin.split_once("://").map_or(origin, |(_, h)| h);
+    let host = if host.starts_with('[') {
+        host.split_once(']').map_or(host, |(h, _)| h).trim_start_matches('[')
+    } else {
+        host.split(':').next().unwrap_or(host)
+    };
+    host == "localhost"
+        || host.ends_with(".localhost")
+        || host == "0.0.0.0"
+        || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 #[cfg(test)]
@@ -352,8 +458,11 @@ mod tests {
         assert_eq!(c.workers, DEFAULT_WORKERS);
         assert_eq!(Config::from_vars(&vars(&[("WORKERS", "0")])).unwrap().workers, 0);
         assert_eq!(c.trash_retention.map(|d| d.as_secs()), Some(30 * 86_400));
+        assert_eq!(c.rate_limit.per_minute, 60);
+        assert!(c.rate_limit.trusted_proxies.is_empty() && c.cors_origins.is_empty());
         let forever = Config::from_vars(&vars(&[("TRASH_RETENTION_DAYS", "0")])).unwrap();
         assert_eq!(forever.trash_retention, None);
+        assert_eq!(c.audit_retention.map(|d| d.as_secs()), Some(365 * 86_400));
     }
 
     #[test]
@@ -388,10 +497,18 @@ mod tests {
             ("DAILY_REFRESH_INTERVAL", "often"),
             ("GITHUB_API_URL", "api.github.com"),
             ("TRASH_RETENTION_DAYS", "a month"),
+            ("AUDIT_RETENTION_DAYS", "-1"),
             ("EMBEDDING_PROVIDER", "word2vec"),
             ("GITHUB_API_URL", "http://ghe.example.com"),
             ("GITHUB_API_URL", "http://127.0.0.1.example.com"),
             ("LLM_API_KEY", "sk-without-a-provider"),
+            ("RATE_LIMIT_PER_MINUTE", "lots"),
+            ("RATE_LIMIT_PER_MINUTE", "-5"),
+            ("TRUSTED_PROXIES", "the proxy"),
+            ("CORS_ALLOWED_ORIGINS", "*"),
+            ("CORS_ALLOWED_ORIGINS", "https://*.example.com"),
+            ("CORS_ALLOWED_ORIGINS", "docs.example.com"),
+            ("CORS_ALLOWED_ORIGINS", "https://docs.example.com/app"),
         ] {
             let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
             assert!(err.contains(name), "{err}");
@@ -408,11 +525,36 @@ mod tests {
         ]))
         .unwrap_err();
         assert!(err.contains("AUTH_ENABLED") && err.contains("JWT_SECRET_KEY"), "{err}");
+        assert!(err.contains("GITHUB_WEBHOOK_SECRET"), "{err}");
+        assert!(!err.contains('\n'));
+        let random = "3f9a1c7e5b2d8046af19c3e7d5b2084f6a1c9e3d7b5f2086";
         let ok = Config::from_vars(&vars(&[
             ("ENVIRONMENT", "production"),
-            ("JWT_SECRET_KEY", &"k".repeat(32)),
+            ("JWT_SECRET_KEY", random),
+            ("GITHUB_WEBHOOK_SECRET", "whsec"),
+            ("CORS_ALLOWED_ORIGINS", "https://docs.example.com"),
         ]));
-        assert!(ok.is_ok());
+        assert!(ok.is_ok(), "{ok:?}");
+        for (name, value) in [
+            ("JWT_SECRET_KEY", "k".repeat(40)),
+            ("JWT_SECRET_KEY", "change-me-change-me-change-me-change-me".to_string()),
+            ("JWT_SECRET_KEY", "abababababababababababababababababab".to_string()),
+            ("CORS_ALLOWED_ORIGINS", "https://docs.example.com,http://localhost:3000".to_string()),
+            ("CORS_ALLOWED_ORIGINS", "http://127.0.0.1:8080".to_string()),
+            ("CORS_ALLOWED_ORIGINS", "http://[::1]:8080".to_string()),
+        ] {
+            let mut v = vars(&[
+                ("ENVIRONMENT", "production"),
+                ("JWT_SECRET_KEY", random),
+                ("GITHUB_WEBHOOK_SECRET", "whsec"),
+            ]);
+            v.insert(name.to_string(), value.clone());
+            let err = Config::from_vars(&v).unwrap_err();
+            assert!(err.contains(name), "{value}: {err}");
+        }
+        // Development allows a local page.
+        let dev = vars(&[("CORS_ALLOWED_ORIGINS", "http://localhost:3000")]);
+        assert_eq!(Config::from_vars(&dev).unwrap().cors_origins, ["http://localhost:3000"]);
     }
 
     #[test]

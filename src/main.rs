@@ -2,6 +2,8 @@
 //! crates together. No behaviour lives here beyond that wiring.
 
 mod config;
+#[cfg(test)]
+mod deployment;
 mod generate;
 mod jobs;
 mod prompts;
@@ -321,6 +323,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         jwt_secret: jwt_secret(&config),
         max_body_bytes: config.max_body_bytes,
         webhook_secret: config.webhook_secret.clone(),
+        rate_limit: config.rate_limit.clone(),
+        cors_origins: config.cors_origins.clone(),
     };
     let embedder = config
         .embeddings
@@ -361,11 +365,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let refresh = config
         .refresh_interval
         .map(|every| tokio::spawn(refresh_periodically(engine.clone(), storage.clone(), every)));
-    let purge =
-        config.trash_retention.map(|keep| tokio::spawn(purge_periodically(storage.clone(), keep)));
+    let purge = (config.trash_retention.is_some() || config.audit_retention.is_some()).then(|| {
+        tokio::spawn(purge_periodically(
+            storage.clone(),
+            config.trash_retention,
+            config.audit_retention,
+        ))
+    });
     let index = embedder.map(|e| tokio::spawn(index_periodically(storage.clone(), e)));
     let app = isocrates_api::app(state);
-    axum::serve(listener, axum::ServiceExt::<axum::extract::Request>::into_make_service(app))
+    // The peer's address is what the rate limiter keys on.
+    let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+        std::net::SocketAddr,
+    >(app);
+    axum::serve(listener, app)
         .with_graceful_shutdown(shutdown_signal())
         .await
         .context("serving HTTP")?;
@@ -422,17 +435,33 @@ async fn index_periodically(storage: Storage, embedder: Arc<isocrates_providers:
 /// How often the trash is looked at for documents past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Purges the documents trashed longer than `keep` ago: at start, then every hour.
-async fn purge_periodically(storage: Storage, keep: std::time::Duration) {
+/// Purges the documents trashed longer than `trash` ago and the audit rows older than
+/// `audit` (either `None`: kept forever): at start, then every hour.
+async fn purge_periodically(
+    storage: Storage,
+    trash: Option<std::time::Duration>,
+    audit: Option<std::time::Duration>,
+) {
     let mut ticks = tokio::time::interval(PURGE_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         ticks.tick().await;
-        match storage.purge_trash(isocrates_storage::Timestamp::ago(keep)).await {
-            Ok(0) => {}
-            Ok(purged) => tracing::info!(purged, "purged documents past TRASH_RETENTION_DAYS"),
-            Err(e) => {
-                tracing::warn!(error = %e, "the trash purge failed; it runs again in an hour")
+        if let Some(keep) = trash {
+            match storage.purge_trash(isocrates_storage::Timestamp::ago(keep)).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged documents past TRASH_RETENTION_DAYS"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the trash purge failed; it runs again in an hour")
+                }
+            }
+        }
+        if let Some(keep) = audit {
+            match storage.purge_audit(isocrates_storage::Timestamp::ago(keep)).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::info!(purged, "purged audit rows past AUDIT_RETENTION_DAYS"),
+                Err(e) => {
+                    tracing::warn!(error = %e, "the audit purge failed; it runs again in an hour")
+                }
             }
         }
     }

@@ -391,12 +391,24 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
         .env("ENVIRONMENT", "production")
         .env("JWT_SECRET_KEY", "short")
         .env("AUTH_ENABLED", "false")
+        .env_remove("GITHUB_WEBHOOK_SECRET")
+        .env("CORS_ALLOWED_ORIGINS", "https://docs.example.com,http://localhost:3000")
         .arg("serve")
         .output()
         .unwrap();
     assert_eq!(production.status.code(), Some(2));
     let text = stderr(&production);
-    assert!(text.contains("AUTH_ENABLED") && text.contains("JWT_SECRET_KEY"), "{text}");
+    assert_eq!(text.trim().lines().count(), 1, "every refusal in one line: {text}");
+    for name in ["AUTH_ENABLED", "JWT_SECRET_KEY", "GITHUB_WEBHOOK_SECRET", "localhost:3000"] {
+        assert!(text.contains(name), "{name}: {text}");
+    }
+    let any_origin = isocrates(dir.path(), "sqlite://x.db")
+        .env("CORS_ALLOWED_ORIGINS", "*")
+        .arg("serve")
+        .output()
+        .unwrap();
+    assert_eq!(any_origin.status.code(), Some(2));
+    assert!(stderr(&any_origin).contains("CORS_ALLOWED_ORIGINS"), "{}", stderr(&any_origin));
 
     let unsigned = isocrates(dir.path(), "sqlite://x.db")
         .env_remove("GITHUB_WEBHOOK_SECRET")

@@ -10,7 +10,9 @@ use std::time::Duration;
 use axum::Router;
 use axum::routing::post;
 use isocrates_engine::core::RetryPolicy;
-use isocrates_engine::{Engine, NewRun, RunStatus, StepError, StepOutcome, Usage, Workflow};
+use isocrates_engine::{
+    Engine, ModelSpend, NewRun, RunStatus, Spender, StepError, StepOutcome, Usage, Workflow,
+};
 use isocrates_providers::{Llm, Request, config};
 use isocrates_testkit::on_both_backends;
 use secrecy::SecretString;
@@ -82,11 +84,18 @@ fn three_pages(llm: Arc<Llm>, per_call: Arc<Mutex<Vec<(u64, u64, f64)>>>) -> Wor
                         usage.output_tokens,
                         call.cost_usd,
                     ));
-                    ctx.add_usage(Usage {
-                        tokens_in: usage.input_tokens as i64,
-                        tokens_out: usage.output_tokens as i64,
-                        cost_usd: call.cost_usd,
-                    })
+                    let by = Spender {
+                        provider: call.provider.to_string(),
+                        model: call.reply.model.clone(),
+                    };
+                    ctx.add_model_usage(
+                        by,
+                        Usage {
+                            tokens_in: usage.input_tokens as i64,
+                            tokens_out: usage.output_tokens as i64,
+                            cost_usd: call.cost_usd,
+                        },
+                    )
                     .await?;
                     Ok(json!({"title": page, "markdown": call.reply.text}))
                 })
@@ -145,6 +154,14 @@ on_both_backends! {
         assert_eq!(run.usage.tokens_out, 33);
         let cost: f64 = per_call.iter().map(|c| c.2).sum();
         assert!((run.usage.cost_usd - cost).abs() < 1e-12, "{} != {cost}", run.usage.cost_usd);
+        // The same figures by model, for the metrics: one line, the retry counted once.
+        let spend = engine.spend_by_model().await.unwrap();
+        assert_eq!(spend.len(), 1, "{spend:?}");
+        let ModelSpend { provider, model, calls: answered, tokens_in, tokens_out, cost_usd } =
+            spend[0].clone();
+        assert_eq!((provider.as_str(), model.as_str()), ("openai-compatible", "test-model"));
+        assert_eq!((answered, tokens_in, tokens_out), (3, 303, 33));
+        assert!((cost_usd - cost).abs() < 1e-12);
         let (totals, total_cost) = llm.totals();
         assert_eq!((totals.input_tokens, totals.output_tokens), (303, 33), "the wrapper agrees");
         assert!((total_cost - cost).abs() < 1e-12);

@@ -73,6 +73,10 @@ pub enum Error {
     /// A body over the configured limit.
     #[error("the request body is larger than {0} bytes")]
     PayloadTooLarge(usize),
+    /// The client sent more requests than its rate allows; it may retry after this many
+    /// seconds.
+    #[error("too many requests: retry in {0} s")]
+    RateLimited(u64),
     /// A failure of ours; the caller sees a generic sentence, the log the cause.
     #[error("internal error: {0}")]
     Internal(String),
@@ -112,6 +116,7 @@ impl Error {
             Error::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -130,6 +135,7 @@ impl Error {
             Error::SelfDependency => "SELF_DEPENDENCY",
             Error::CircularDependency => "CIRCULAR_DEPENDENCY",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
+            Error::RateLimited(_) => "RATE_LIMITED",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
     }
@@ -146,6 +152,7 @@ impl Error {
             Error::DocumentNotFound(id) => json!({ "doc_id": id }),
             Error::NotFound { what, id } => json!({ "resource": what, "id": id }),
             Error::PayloadTooLarge(limit) => json!({ "max_bytes": limit }),
+            Error::RateLimited(seconds) => json!({ "retry_after": seconds }),
             _ => json!({}),
         }
     }
@@ -171,6 +178,9 @@ impl IntoResponse for Error {
             "detail": message,
         });
         let mut response = (self.status(), axum::Json(body)).into_response();
+        if let Error::RateLimited(seconds) = self {
+            response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
         if let Error::Internal(cause) = self {
             response.extensions_mut().insert(InternalCause(cause));
         }

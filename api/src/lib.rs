@@ -7,8 +7,10 @@ pub mod auth;
 pub mod embeddings;
 pub mod error;
 pub mod extract;
+pub mod metrics;
 pub mod middleware;
 pub mod model;
+pub mod rate_limit;
 pub mod routes;
 
 use std::sync::Arc;
@@ -16,13 +18,16 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderValue, Method, header};
 use isocrates_engine::Engine;
 use isocrates_storage::Storage;
 use secrecy::SecretString;
+use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::normalize_path::NormalizePath;
 
 pub use auth::TokenKeys;
 pub use error::Error;
+pub use rate_limit::{RateLimitConfig, RateLimiter};
 
 /// The default body limit: 5 MiB.
 pub const DEFAULT_MAX_BODY_BYTES: usize = 5 * 1024 * 1024;
@@ -41,6 +46,11 @@ pub struct ApiConfig {
     /// `GITHUB_WEBHOOK_SECRET`: the key of webhook signatures; without it deliveries are
     /// refused.
     pub webhook_secret: Option<SecretString>,
+    /// `RATE_LIMIT_PER_MINUTE` and `TRUSTED_PROXIES`.
+    pub rate_limit: RateLimitConfig,
+    /// `CORS_ALLOWED_ORIGINS`: the origins a browser page may call the API from, such as
+    /// `https://docs.example.com`; none sends no CORS headers (same origin only).
+    pub cors_origins: Vec<String>,
 }
 
 /// What answers questions about the documents (`POST /api/docs/ask/`): the writer model,
@@ -63,6 +73,8 @@ struct Inner {
     keys: TokenKeys,
     started: Instant,
     assistant: Assistant,
+    limiter: Option<RateLimiter>,
+    metrics: metrics::Metrics,
 }
 
 /// The state every handler shares; cheap to clone.
@@ -90,7 +102,17 @@ impl AppState {
     ) -> Result<AppState, String> {
         let keys = TokenKeys::new(&config.jwt_secret)?;
         let started = Instant::now();
-        Ok(AppState(Arc::new(Inner { storage, engine, config, keys, started, assistant })))
+        let limiter = RateLimiter::new(&config.rate_limit);
+        Ok(AppState(Arc::new(Inner {
+            storage,
+            engine,
+            config,
+            keys,
+            started,
+            assistant,
+            limiter,
+            metrics: metrics::Metrics::default(),
+        })))
     }
 
     /// What answers questions.
@@ -118,6 +140,16 @@ impl AppState {
         &self.0.keys
     }
 
+    /// The rate limiter, when limiting is on.
+    pub fn rate_limiter(&self) -> Option<&RateLimiter> {
+        self.0.limiter.as_ref()
+    }
+
+    /// The request figures of this process.
+    pub fn metrics(&self) -> &metrics::Metrics {
+        &self.0.metrics
+    }
+
     /// Seconds since the state was built.
     pub fn uptime_seconds(&self) -> u64 {
         self.0.started.elapsed().as_secs()
@@ -125,10 +157,13 @@ impl AppState {
 }
 
 /// Every route, with the error envelope for unknown routes, methods, oversized bodies and
-/// panics, and the request-id and timing middleware.
+/// panics, and the middleware: from the outside in, the request id and timing, CORS (so
+/// that every answer, a 429 too, carries its headers, and preflights are answered before
+/// they count), then the rate limit.
 pub fn router(state: AppState) -> Router {
     let limit = state.config().max_body_bytes;
-    Router::new()
+    let cors = cors_layer(&state.config().cors_origins);
+    let routes = Router::new()
         .merge(routes::service::routes())
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
@@ -146,8 +181,41 @@ pub fn router(state: AppState) -> Router {
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(extract::BodyLimit(limit)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn(middleware::request_context))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::rate_limit));
+    let routes = match cors {
+        Some(cors) => routes.layer(cors),
+        None => routes,
+    };
+    routes
+        .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
         .with_state(state)
+}
+
+/// The CORS policy for `origins` (already checked at start-up): credentials allowed, the
+/// methods and headers the API uses, and the response headers a page may read.
+fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
+    if origins.is_empty() {
+        return None;
+    }
+    let origins: Vec<HeaderValue> =
+        origins.iter().filter_map(|o| HeaderValue::from_str(o).ok()).collect();
+    Some(
+        CorsLayer::new()
+            .allow_origin(AllowOrigin::list(origins))
+            .allow_credentials(true)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
+            .allow_headers([
+                header::CONTENT_TYPE,
+                header::AUTHORIZATION,
+                middleware::REQUEST_ID.clone(),
+            ])
+            .expose_headers([
+                middleware::REQUEST_ID.clone(),
+                middleware::RESPONSE_TIME.clone(),
+                header::RETRY_AFTER,
+            ])
+            .max_age(std::time::Duration::from_secs(600)),
+    )
 }
 
 /// The service [`app`] builds.

@@ -5,12 +5,13 @@
 use std::any::Any;
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use tracing::Instrument;
 
+use crate::AppState;
 use crate::error::{Error, InternalCause};
 
 /// The request id header.
@@ -28,7 +29,11 @@ fn acceptable_request_id(id: &str) -> bool {
         && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'-'))
 }
 
-pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
+pub(crate) async fn request_context(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let started = Instant::now();
     let request_id = req
         .headers()
@@ -64,13 +69,19 @@ pub(crate) async fn request_context(mut req: Request, next: Next) -> Response {
     }
     let status = response.status().as_u16();
     let latency_ms = elapsed.as_secs_f64() * 1000.0;
+    state.metrics().observe(
+        method.as_str(),
+        route.as_deref().unwrap_or("unmatched"),
+        status,
+        elapsed,
+    );
     span.in_scope(|| {
         if let Some(InternalCause(cause)) = response.extensions().get::<InternalCause>() {
             tracing::error!(http.status = status, latency_ms, error = %cause, "request failed");
         } else if status >= 500 {
             tracing::error!(http.status = status, latency_ms, "request failed");
         } else {
-            tracing::debug!(http.status = status, latency_ms, "request finished");
+            tracing::info!(http.status = status, latency_ms, "request finished");
         }
     });
     response

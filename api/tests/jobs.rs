@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use axum::http::StatusCode;
 use isocrates_engine::core::RetryPolicy;
-use isocrates_engine::{StepError, StepOutcome, Usage, Workflow};
+use isocrates_engine::{Spender, StepError, StepOutcome, Usage, Workflow};
 use isocrates_testkit::{Answer, TestApp, TestDb, on_both_backends};
 use isocrates_workflows::STEPS;
 use isocrates_workflows::docgen::WORKFLOW;
@@ -76,8 +76,9 @@ fn workflow(script: &Arc<Script>) -> Workflow {
                         }
                     }
                     "write" => {
-                        ctx.add_usage(Usage { tokens_in: 1200, tokens_out: 300, cost_usd: 0.25 })
-                            .await?;
+                        let by = Spender { provider: "openai".into(), model: "gpt-test".into() };
+                        let usage = Usage { tokens_in: 1200, tokens_out: 300, cost_usd: 0.25 };
+                        ctx.add_model_usage(by, usage).await?;
                         if let Some(message) = script.write_fails.lock().unwrap().clone() {
                             return Err(StepError::permanent(message));
                         }
@@ -249,6 +250,24 @@ on_both_backends! {
         assert_eq!(step(&job, "clone")["output_summary"], "cloned");
         assert_eq!(jobs.script.ran("clone"), 1, "the earlier step ran once");
         assert_eq!(jobs.script.ran("analyze"), 3);
+
+        // The same run, as Prometheus scrapes it (no token needed).
+        let metrics = jobs.app.get("/metrics", None).await;
+        assert_eq!(metrics.status, StatusCode::OK);
+        assert!(metrics.headers["content-type"].to_str().unwrap().starts_with("text/plain"));
+        for line in [
+            "isocrates_runs{status=\"completed\"} 1",
+            "isocrates_run_steps{status=\"failed\"} 2",
+            "isocrates_llm_calls_total{provider=\"openai\",model=\"gpt-test\"} 1",
+            "isocrates_llm_tokens_total{provider=\"openai\",model=\"gpt-test\",direction=\"in\"} 1200",
+            "isocrates_llm_tokens_total{provider=\"openai\",model=\"gpt-test\",direction=\"out\"} 300",
+            "isocrates_llm_cost_usd_total{provider=\"openai\",model=\"gpt-test\"} 0.25",
+            "isocrates_http_requests_total{method=\"POST\",route=\"/api/jobs\",status=\"201\"} 1",
+            "isocrates_http_request_duration_seconds_count{route=\"/api/jobs/{job_id}\"}",
+            "# TYPE isocrates_http_request_duration_seconds histogram",
+        ] {
+            assert!(metrics.text.lines().any(|l| l.starts_with(line)), "{line} missing from:\n{}", metrics.text);
+        }
     }
 
     async fn a_permanent_failure_ends_the_job_and_a_retry_from_a_step_reuses_earlier_work(db) {

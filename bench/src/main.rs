@@ -204,6 +204,8 @@ async fn document_api(db: &TestDb) -> anyhow::Result<(SocketAddr, String, String
         jwt_secret: "bench-secret-bench-secret-bench-secret-01".to_string().into(),
         max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
         webhook_secret: None,
+        rate_limit: isocrates_api::RateLimitConfig::default(),
+        cors_origins: Vec::new(),
     };
     let engine = isocrates_engine::Engine::new(storage.db().clone(), Vec::new()).await?;
     let state = AppState::new(storage, engine, config).map_err(anyhow::Error::msg)?;

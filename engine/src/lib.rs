@@ -12,9 +12,10 @@ pub mod store;
 pub mod workflow;
 
 pub use runner::{
-    Counters, Engine, Error, NewRun, QueueHealth, RunFilter, StepTask, Submitted, Worker,
+    Counters, Engine, Error, NewRun, QueueHealth, RunFilter, StatusCounts, StepTask, Submitted,
+    Worker,
 };
-pub use store::{Run, StepRecord, Usage};
+pub use store::{ModelSpend, Run, Spender, StepRecord, Usage};
 pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
 
 use serde::{Deserialize, Serialize};

@@ -17,7 +17,7 @@ use serde_json::Value;
 
 use crate::RunStatus;
 use crate::core::{self, Action, Event, FailureKind, Refusal};
-use crate::store::{self, Run, StepRecord, Usage};
+use crate::store::{self, ModelSpend, Run, Spender, StepRecord, Usage};
 use crate::workflow::{ItemFuture, ItemStore, StepContext, StepError, StepOutcome, Workflow};
 
 /// The apalis queue of step tasks.
@@ -112,6 +112,15 @@ pub struct RunFilter {
     pub before: Option<String>,
     /// The most runs returned.
     pub limit: i64,
+}
+
+/// How many runs and step attempts are in each status.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Runs by status (`queued`, `running`, `succeeded`, ...).
+    pub runs: Vec<(String, u64)>,
+    /// Step attempts by status.
+    pub steps: Vec<(String, u64)>,
 }
 
 /// The state of the queue, for health checks.
@@ -464,6 +473,34 @@ impl Engine {
         let alive: Option<CountRow> = self.0.db.fetch_optional(sql, args![QUEUE, seconds]).await?;
         health.workers = alive.map_or(0, |r| u64::try_from(r.n).unwrap_or_default());
         Ok(health)
+    }
+
+    /// How many runs and how many step attempts are in each status, for the metrics.
+    pub async fn status_counts(&self) -> Result<StatusCounts, Error> {
+        #[derive(sqlx::FromRow)]
+        struct ByStatus {
+            status: String,
+            n: i64,
+        }
+        let count = |rows: Vec<ByStatus>| {
+            rows.into_iter().map(|r| (r.status, u64::try_from(r.n).unwrap_or_default())).collect()
+        };
+        let runs: Vec<ByStatus> = self
+            .0
+            .db
+            .fetch_all("SELECT status, count(*) AS n FROM runs GROUP BY status", vec![])
+            .await?;
+        let steps: Vec<ByStatus> = self
+            .0
+            .db
+            .fetch_all("SELECT status, count(*) AS n FROM run_steps GROUP BY status", vec![])
+            .await?;
+        Ok(StatusCounts { runs: count(runs), steps: count(steps) })
+    }
+
+    /// What every model spent over all runs, by provider and model.
+    pub async fn spend_by_model(&self) -> Result<Vec<ModelSpend>, Error> {
+        Ok(store::spend_by_model(&self.0.db).await?)
     }
 
     /// The names of a workflow's steps.
@@ -1052,9 +1089,11 @@ impl ItemStore for Items {
         Box::pin(async move { store::cancel_requested(&db, &run_id).await.map_err(db_failure) })
     }
 
-    fn add_usage(&self, run_id: &str, usage: Usage) -> ItemFuture<()> {
+    fn add_usage(&self, run_id: &str, by: Option<Spender>, usage: Usage) -> ItemFuture<()> {
         let (db, run_id) = (self.0.clone(), run_id.to_string());
-        Box::pin(async move { store::add_usage(&db, &run_id, usage).await.map_err(db_failure) })
+        Box::pin(async move {
+            store::add_usage(&db, &run_id, by.as_ref(), usage).await.map_err(db_failure)
+        })
     }
 }
 

@@ -409,19 +409,81 @@ pub(crate) async fn count_items(
     Ok(row.map_or(0, |c| c.n.max(0) as u64))
 }
 
-/// Adds what one model call spent to the run's totals.
+/// The model behind a call: its provider's kind (`openai`, `ollama`, ...) and its name.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Spender {
+    /// The provider's kind.
+    pub provider: String,
+    /// The model, as the provider names it.
+    pub model: String,
+}
+
+/// What one model spent over many runs.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct ModelSpend {
+    /// The provider's kind.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Calls answered.
+    pub calls: i64,
+    /// Tokens sent.
+    pub tokens_in: i64,
+    /// Tokens received.
+    pub tokens_out: i64,
+    /// Their cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// Adds what one model call spent to the run's totals and, when the model is known, to its
+/// line of the run's spending by model; both or neither.
 pub(crate) async fn add_usage(
     db: &Db,
     run_id: &str,
+    by: Option<&Spender>,
     usage: Usage,
 ) -> Result<(), isocrates_db::Error> {
-    db.execute(
+    let mut tx = db.begin().await?;
+    tx.execute(
         "UPDATE runs SET tokens_in = tokens_in + $1, tokens_out = tokens_out + $2, \
          cost_usd = cost_usd + $3 WHERE id = $4",
         args![usage.tokens_in, usage.tokens_out, usage.cost_usd, run_id],
     )
     .await?;
+    if let Some(by) = by {
+        tx.execute(
+            "INSERT INTO run_usage (run_id, provider, model, calls, tokens_in, tokens_out, \
+             cost_usd) VALUES ($1, $2, $3, 1, $4, $5, $6) \
+             ON CONFLICT (run_id, provider, model) DO UPDATE SET calls = run_usage.calls + 1, \
+             tokens_in = run_usage.tokens_in + excluded.tokens_in, \
+             tokens_out = run_usage.tokens_out + excluded.tokens_out, \
+             cost_usd = run_usage.cost_usd + excluded.cost_usd",
+            args![
+                run_id,
+                by.provider.as_str(),
+                by.model.as_str(),
+                usage.tokens_in,
+                usage.tokens_out,
+                usage.cost_usd
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await?;
     Ok(())
+}
+
+/// What every model spent, over all runs, by provider and model.
+pub(crate) async fn spend_by_model(db: &Db) -> Result<Vec<ModelSpend>, isocrates_db::Error> {
+    db.fetch_all(
+        "SELECT provider, model, CAST(sum(calls) AS BIGINT) AS calls, \
+         CAST(sum(tokens_in) AS BIGINT) AS tokens_in, \
+         CAST(sum(tokens_out) AS BIGINT) AS tokens_out, \
+         CAST(sum(cost_usd) AS DOUBLE PRECISION) AS cost_usd \
+         FROM run_usage GROUP BY provider, model ORDER BY provider, model",
+        args![],
+    )
+    .await
 }
 
 #[derive(sqlx::FromRow)]

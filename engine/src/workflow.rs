@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::core::{FailureKind, RetryPolicy};
-use crate::store::Usage;
+use crate::store::{Spender, Usage};
 
 /// What a step returns when it ends normally.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,8 +158,8 @@ pub(crate) trait ItemStore: Send + Sync {
     fn save(&self, run_id: &str, step: usize, key: &str, output: &Value) -> ItemFuture<()>;
     /// Whether the run was asked to stop.
     fn cancelled(&self, run_id: &str) -> ItemFuture<bool>;
-    /// Adds to what the run spent.
-    fn add_usage(&self, run_id: &str, usage: Usage) -> ItemFuture<()>;
+    /// Adds to what the run spent, and to the line of model `by` when it is known.
+    fn add_usage(&self, run_id: &str, by: Option<Spender>, usage: Usage) -> ItemFuture<()>;
 }
 
 /// The future of an item store call.
@@ -195,7 +195,13 @@ impl StepContext {
     /// returns, before its item is recorded: a run shows what it paid for even when it
     /// fails or is cancelled afterwards.
     pub async fn add_usage(&self, usage: Usage) -> Result<(), StepError> {
-        self.items.add_usage(&self.run_id, usage).await
+        self.items.add_usage(&self.run_id, None, usage).await
+    }
+
+    /// [`StepContext::add_usage`] for a call of a known model, also counted on that model's
+    /// line of the run's spending.
+    pub async fn add_model_usage(&self, by: Spender, usage: Usage) -> Result<(), StepError> {
+        self.items.add_usage(&self.run_id, Some(by), usage).await
     }
 
     /// The output of the earlier step `name`.

@@ -49,6 +49,8 @@ impl Default for Limits {
 /// One successful call.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Call {
+    /// The kind of provider that answered (`openai`, `ollama`, ...).
+    pub provider: &'static str,
     /// The answer.
     pub reply: Reply,
     /// What it cost: as the provider reported, else at the configured prices, else 0.
@@ -147,7 +149,13 @@ impl Llm {
                         totals.0 = totals.0 + reply.usage;
                         totals.1 += cost;
                     }
-                    return Ok(Call { reply, cost_usd: cost, tries, latency: started.elapsed() });
+                    return Ok(Call {
+                        provider: self.provider.kind().as_str(),
+                        reply,
+                        cost_usd: cost,
+                        tries,
+                        latency: started.elapsed(),
+                    });
                 }
                 Err(error) => {
                     if !error.is_retryable() || tries > self.limits.max_retries {

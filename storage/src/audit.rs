@@ -53,6 +53,11 @@ impl Storage {
         Ok(())
     }
 
+    /// Deletes the entries older than `cutoff`; answers how many.
+    pub async fn purge_audit(&self, cutoff: Timestamp) -> Result<u64, Error> {
+        Ok(self.db.execute("DELETE FROM audit_log WHERE at < $1", args![cutoff]).await?)
+    }
+
     /// The newest entries first.
     pub async fn audit_log(&self, limit: i64) -> Result<Vec<AuditRecord>, Error> {
         Ok(self

@@ -300,6 +300,8 @@ pub struct Answer {
     pub status: StatusCode,
     /// The body as JSON (`Value::Null` when empty or not JSON).
     pub body: Value,
+    /// The body as text (empty when it is not UTF-8).
+    pub text: String,
     /// The response headers.
     pub headers: axum::http::HeaderMap,
 }
@@ -360,6 +362,8 @@ impl TestApp {
             jwt_secret: TEST_JWT_SECRET.to_string().into(),
             max_body_bytes: isocrates_api::DEFAULT_MAX_BODY_BYTES,
             webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string().into()),
+            rate_limit: isocrates_api::RateLimitConfig::default(),
+            cors_origins: Vec::new(),
         };
         adjust(&mut config);
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
@@ -367,6 +371,20 @@ impl TestApp {
             .expect("test app state");
         let repos = tempfile::tempdir().expect("a folder for clones");
         TestApp { db, engine, service: isocrates_api::app(state), _repos: repos }
+    }
+
+    /// Serves the app on a loopback port, as `serve` does (with each peer's address, which
+    /// the rate limiter keys on); answers its base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let url = format!("http://{}", listener.local_addr().expect("its address"));
+        let app = axum::ServiceExt::<axum::extract::Request>::into_make_service_with_connect_info::<
+            std::net::SocketAddr,
+        >(self.service.clone());
+        tokio::spawn(
+            async move { axum::serve(listener, app).await.expect("the test server runs") },
+        );
+        url
     }
 
     /// Sends a request; `body` is sent as JSON when given.
@@ -406,7 +424,8 @@ impl TestApp {
         let headers = response.headers().clone();
         let bytes = response.into_body().collect().await.expect("read the body").to_bytes();
         let body = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
-        Answer { status, body, headers }
+        let text = String::from_utf8(bytes.to_vec()).unwrap_or_default();
+        Answer { status, body, text, headers }
     }
 
     /// GET.

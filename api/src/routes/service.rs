@@ -15,6 +15,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/", get(root))
         .route("/health", get(health))
         .route("/health/deep", get(deep))
+        .route("/metrics", get(crate::metrics::metrics))
 }
 
 async fn root() -> Json<Value> {

@@ -113,12 +113,18 @@ async fn login(
         Some((user, hash)) => (Some(user), hash),
         None => (None, crate::auth::DUMMY_HASH.clone()),
     };
+    let found_id = user.as_ref().map(|u| u.id.clone());
     let password = body.password;
     let matches =
         tokio::task::spawn_blocking(move || crate::auth::verify_password(&password, &hash))
             .await
             .map_err(|e| Error::Internal(format!("password check task: {e}")))?;
+    let request_id = request_id.map(|r| r.0.0);
     let Some(user) = user.filter(|_| matches) else {
+        // Who was tried is kept, never the password.
+        let target = found_id.as_deref().unwrap_or("");
+        let details = json!({ "email": body.email, "known_user": found_id.is_some() });
+        crate::routes::record(&state, None, request_id, "auth.login_failed", target, details).await;
         return Err(invalid());
     };
     if !user.is_active {
@@ -126,7 +132,6 @@ async fn login(
     }
     let token = state.keys().issue(&user, LOGIN_TOKEN_HOURS)?;
     let caller_id = Some(user.id.clone());
-    let request_id = request_id.map(|r| r.0.0);
     crate::routes::record(&state, caller_id, request_id, "auth.login", &user.id, Value::Null).await;
     Ok(axum::Json(json!({ "token": token, "user": UserOut::from(&user) })))
 }

@@ -31,7 +31,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 
 use futures::StreamExt;
-use isocrates_engine::{StepContext, StepError, StepOutcome, Usage, Workflow};
+use isocrates_engine::{Spender, StepContext, StepError, StepOutcome, Usage, Workflow};
 use isocrates_providers::json::{JsonError, complete_json};
 use isocrates_providers::{CallError, Llm};
 use isocrates_storage::Storage;
@@ -661,12 +661,13 @@ fn modules_with_sources(analysis: &Analysis) -> Vec<&crate::analyze::Module> {
 /// Adds what `calls` spent to the run.
 async fn spend(ctx: &StepContext, calls: &[isocrates_providers::Call]) -> Result<(), StepError> {
     for call in calls {
-        ctx.add_usage(Usage {
+        let by = Spender { provider: call.provider.to_string(), model: call.reply.model.clone() };
+        let usage = Usage {
             tokens_in: call.reply.usage.input_tokens as i64,
             tokens_out: call.reply.usage.output_tokens as i64,
             cost_usd: call.cost_usd,
-        })
-        .await?;
+        };
+        ctx.add_model_usage(by, usage).await?;
     }
     Ok(())
 }

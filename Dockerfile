@@ -1,0 +1,36 @@
+# syntax=docker/dockerfile:1
+# The IsoCrates binary in a small image that runs as a user without privileges.
+#
+#   docker build -t isocrates .
+#   docker run --rm -p 127.0.0.1:8000:8000 -e AUTH_ENABLED=false isocrates
+
+# Build: the toolchain the project is tested with, and a C compiler for tree-sitter.
+FROM rust:1.95-slim-bookworm AS build
+WORKDIR /src
+COPY . .
+# The caches keep the registry and the build between image builds; the binary is copied
+# out of the cached target folder, which is not part of the layer.
+RUN --mount=type=cache,target=/usr/local/cargo/registry \
+    --mount=type=cache,target=/src/target \
+    SQLX_OFFLINE=true cargo build --release --locked --bin isocrates \
+    && install -m 0755 target/release/isocrates /usr/local/bin/isocrates
+
+# Run: certificates for https to git hosts and model providers, nothing else.
+FROM debian:bookworm-slim
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends ca-certificates \
+    && rm -rf /var/lib/apt/lists/* \
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/isocrates --create-home isocrates
+COPY --from=build /usr/local/bin/isocrates /usr/local/bin/isocrates
+USER 10001:10001
+WORKDIR /var/lib/isocrates
+# Clones and (without DATABASE_URL) the SQLite file live in the one volume, which no web
+# server serves.
+ENV HOST=0.0.0.0 \
+    PORT=8000 \
+    REPOS_DIR=/var/lib/isocrates/repos \
+    DATABASE_URL=sqlite:///var/lib/isocrates/isocrates.db
+VOLUME ["/var/lib/isocrates"]
+EXPOSE 8000
+ENTRYPOINT ["isocrates"]
+CMD ["serve"]

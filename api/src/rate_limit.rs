@@ -1,0 +1,218 @@
+//! Rate limiting per client: a token bucket of `RATE_LIMIT_PER_MINUTE` requests for each
+//! client address, refilled evenly over the minute. The client is the TCP peer, or the
+//! first `X-Forwarded-For` address when the peer is one of `TRUSTED_PROXIES` (the reverse
+//! proxy); from anyone else the header is ignored, so a client cannot pick its own bucket.
+//!
+//! The buckets live in this process: several API processes behind one proxy each allow
+//! the rate, so a client may reach it once per process.
+//!
+//! `/`, `/health`, `/health/deep` and `/metrics` are never limited, nor CORS preflights. A
+//! limited request answers 429 `RATE_LIMITED` with `Retry-After`.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, Method, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota};
+use ipnet::IpNet;
+
+use crate::AppState;
+use crate::error::Error;
+
+/// The default of `RATE_LIMIT_PER_MINUTE`.
+pub const DEFAULT_PER_MINUTE: u32 = 60;
+
+/// How the API limits its clients.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RateLimitConfig {
+    /// Requests per minute per client; 0 turns limiting off.
+    pub per_minute: u32,
+    /// The proxies whose `X-Forwarded-For` names the client.
+    pub trusted_proxies: Vec<IpNet>,
+}
+
+/// Paths never limited: the service's own probes.
+const EXEMPT: [&str; 4] = ["/", "/health", "/health/deep", "/metrics"];
+
+/// How many checks pass between two sweeps of idle buckets.
+const SWEEP_EVERY: u64 = 4_096;
+
+/// The buckets of every client seen recently.
+pub struct RateLimiter {
+    buckets: DefaultKeyedRateLimiter<IpAddr>,
+    trusted: Vec<IpNet>,
+    checks: AtomicU64,
+}
+
+impl std::fmt::Debug for RateLimiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RateLimiter").field("trusted", &self.trusted).finish_non_exhaustive()
+    }
+}
+
+impl RateLimiter {
+    /// The limiter `config` asks for; `None` when limiting is off.
+    pub fn new(config: &RateLimitConfig) -> Option<RateLimiter> {
+        let per_minute = NonZeroU32::new(config.per_minute)?;
+        Some(RateLimiter {
+            buckets: DefaultKeyedRateLimiter::keyed(Quota::per_minute(per_minute)),
+            trusted: config.trusted_proxies.clone(),
+            checks: AtomicU64::new(0),
+        })
+    }
+
+    /// The client a request comes from: the peer, or the first address of
+    /// `X-Forwarded-For` when the peer is a trusted proxy. Without a peer (a request
+    /// handled in-process), every such request shares one bucket.
+    pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
+        let Some(peer) = peer else {
+            return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
+        };
+        let peer = canonical(peer);
+        if !self.trusted.iter().any(|net| net.contains(&peer)) {
+            return peer;
+        }
+        headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .next()
+            .and_then(|first| first.trim().parse::<IpAddr>().ok())
+            .map(canonical)
+            .unwrap_or(peer)
+    }
+
+    /// Takes a token from `client`'s bucket, or answers in how many seconds one is due.
+    pub fn check(&self, client: IpAddr) -> Result<(), u64> {
+        if self.checks.fetch_add(1, Ordering::Relaxed) % SWEEP_EVERY == SWEEP_EVERY - 1 {
+            // Buckets full again are forgotten, so memory follows the recent clients.
+            self.buckets.retain_recent();
+            self.buckets.shrink_to_fit();
+        }
+        self.buckets.check_key(&client).map_err(|not_until| {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
+        })
+    }
+}
+
+/// An IPv4 address seen through an IPv6 socket (`::ffff:10.0.0.1`) is that IPv4 address.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+fn is_preflight(req: &Request) -> bool {
+    req.method() == Method::OPTIONS
+        && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
+}
+
+/// The middleware: counts the request against its client's bucket, or answers 429.
+pub(crate) async fn rate_limit(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let Some(limiter) = state.rate_limiter() else {
+        return next.run(req).await;
+    };
+    if EXEMPT.contains(&req.uri().path()) || is_preflight(&req) {
+        return next.run(req).await;
+    }
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    let client = limiter.client(peer, req.headers());
+    match limiter.check(client) {
+        Ok(()) => next.run(req).await,
+        Err(seconds) => {
+            tracing::info!(client.ip = %client, retry_after = seconds, "rate limited");
+            Error::RateLimited(seconds.max(1)).into_response()
+        }
+    }
+}
+
+/// Reads `TRUSTED_PROXIES`: addresses or networks (`10.0.0.0/8`), comma separated.
+pub fn parse_trusted_proxies(value: &str) -> Result<Vec<IpNet>, String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|item| {
+            item.parse::<IpNet>()
+                .or_else(|_| item.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    format!(
+                        "TRUSTED_PROXIES must list addresses or networks such as 10.0.0.5,172.16.0.0/12 (got \"{item}\")"
+                    )
+                })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limiter(per_minute: u32, trusted: &str) -> RateLimiter {
+        RateLimiter::new(&RateLimitConfig {
+            per_minute,
+            trusted_proxies: parse_trusted_proxies(trusted).unwrap(),
+        })
+        .unwrap()
+    }
+
+    fn forwarded(value: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", value.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_counts_only_from_a_trusted_proxy() {
+        let l = limiter(5, "10.0.0.0/8, 192.168.1.7");
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "203.0.113.9".parse().unwrap();
+        let client: IpAddr = "198.51.100.4".parse().unwrap();
+        assert_eq!(l.client(Some(proxy), &forwarded("198.51.100.4, 10.1.2.3")), client);
+        assert_eq!(l.client(Some(stranger), &forwarded("198.51.100.4")), stranger);
+        assert_eq!(l.client(Some(proxy), &forwarded("not an address")), proxy);
+        assert_eq!(l.client(Some(proxy), &HeaderMap::new()), proxy);
+        let mapped: IpAddr = "::ffff:192.168.1.7".parse().unwrap();
+        assert_eq!(l.client(Some(mapped), &forwarded("198.51.100.4")), client);
+    }
+
+    #[test]
+    fn each_client_has_its_own_bucket() {
+        let l = limiter(3, "");
+        let a: IpAddr = "198.51.100.1".parse().unwrap();
+        let b: IpAddr = "198.51.100.2".parse().unwrap();
+        for _ in 0..3 {
+            assert!(l.check(a).is_ok());
+        }
+        let wait = l.check(a).unwrap_err();
+        // One token comes back every 20 s at 3 a minute.
+        assert!((1..=20).contains(&wait), "{wait}");
+        assert!(l.check(b).is_ok());
+    }
+
+    #[test]
+    fn bad_proxy_lists_name_the_variable() {
+        assert!(
+            parse_trusted_proxies("10.0.0.1, nowhere").unwrap_err().contains("TRUSTED_PROXIES")
+        );
+        assert!(parse_trusted_proxies("").unwrap().is_empty());
+        assert_eq!(parse_trusted_proxies("::1,10.0.0.0/8").unwrap().len(), 2);
+    }
+
+    #[test]
+    fn limiting_off_makes_no_limiter() {
+        assert!(RateLimiter::new(&RateLimitConfig::default()).is_none());
+    }
+}
