@@ -58,13 +58,18 @@ impl Server {
     }
 
     fn start_with(dir: &Path, db_url: &str, env: &[(&str, &str)]) -> Server {
+        Server::start_logging(dir, db_url, env, Stdio::null())
+    }
+
+    /// [`Server::start_with`], its log (standard error) going to `log`.
+    fn start_logging(dir: &Path, db_url: &str, env: &[(&str, &str)], log: Stdio) -> Server {
         let port = free_port();
         let child = isocrates(dir, db_url)
             .envs(env.iter().copied())
             .arg("serve")
             .env("PORT", port.to_string())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .expect("start isocrates serve");
         let server = Server { child, port };
@@ -350,6 +355,51 @@ on_both_backends! {
         })
         .await
         .unwrap();
+    }
+}
+
+#[test]
+fn json_logs_carry_the_request_id_user_route_status_and_latency_and_no_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let log_path = dir.path().join("serve.log");
+    let log = std::fs::File::create(&log_path).unwrap();
+    let server = Server::start_logging(
+        dir.path(),
+        "sqlite://logs.db",
+        &[("LOG_FORMAT", "json")],
+        Stdio::from(log),
+    );
+    let token = admin_token(&server);
+    let mut stream = TcpStream::connect(("127.0.0.1", server.port)).unwrap();
+    write!(
+        stream,
+        "GET /api/docs?limit=5 HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\
+         Authorization: Bearer {token}\r\nX-Request-ID: trace-me-42\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(answer.to_ascii_lowercase().contains("x-request-id: trace-me-42"), "{answer}");
+    drop(server);
+
+    let text = std::fs::read_to_string(&log_path).unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect();
+    let line = lines
+        .iter()
+        .find(|l| l["span"]["request.id"] == "trace-me-42" && l["message"] == "request finished")
+        .unwrap_or_else(|| panic!("no line for the request in:\n{text}"));
+    assert_eq!(line["level"], "INFO");
+    assert_eq!(line["span"]["http.route"], "/api/docs");
+    assert_eq!(line["span"]["http.method"], "GET");
+    assert_eq!(line["http.status"], 200);
+    assert!(line["latency_ms"].as_f64().is_some(), "{line}");
+    assert!(line["span"]["user.id"].as_str().is_some_and(|id| !id.is_empty()), "{line}");
+    for secret in [SECRET, "admin-password", "cli-webhook-secret", token.as_str()] {
+        assert!(!text.contains(secret), "a secret reached the log");
     }
 }
 

@@ -67,43 +67,22 @@ async fn github(
     if event != "push" {
         return Ok(ignored(format!("the {event:?} event does not change documentation")));
     }
-    let payload: Value = serde_json::from_slice(&body)
-        .map_err(|e| Error::validation("body", format!("the body is not valid JSON: {e}")))?;
-    let git_ref = payload["ref"].as_str().unwrap_or_default();
-    let after = payload["after"].as_str().unwrap_or_default();
-    let deleted = payload["deleted"].as_bool().unwrap_or(false)
-        || (!after.is_empty() && after.bytes().all(|b| b == b'0'));
-    if deleted {
-        return Ok(ignored(format!("{git_ref} was deleted: nothing to document")));
-    }
-    let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
-        return Ok(ignored(format!("{git_ref} is not a branch")));
+    let push = match read_push(&body)? {
+        PushEvent::Push(push) => push,
+        PushEvent::Ignored(why) => return Ok(ignored(why)),
     };
-    let repository = &payload["repository"];
-    let raw_url = repository["clone_url"]
-        .as_str()
-        .or_else(|| repository["html_url"].as_str())
-        .ok_or_else(|| Error::validation("repository.clone_url", "the push names no repository"))?;
-    let repo_url = docgen::normalize_repo_url(raw_url)
-        .map_err(|m| Error::validation("repository.clone_url", m))?;
     // The branch an admin set for the repository, else the one GitHub calls its default.
-    let row = state.storage().repository(&repo_url).await?;
+    let row = state.storage().repository(&push.repo_url).await?;
     let tracked = row
         .as_ref()
         .and_then(|r| r.branch.clone())
-        .or_else(|| repository["default_branch"].as_str().map(str::to_string))
-        .or_else(|| repository["master_branch"].as_str().map(str::to_string))
+        .or_else(|| push.default_branch.clone())
         .unwrap_or_else(|| "main".to_string());
-    if branch != tracked {
-        return Ok(ignored(format!("{branch} is not the tracked branch {tracked}")));
+    if push.branch != tracked {
+        return Ok(ignored(format!("{} is not the tracked branch {tracked}", push.branch)));
     }
-    let commit = payload["head_commit"]["id"].as_str().unwrap_or(after);
-    let commit_sha = docgen::normalize_commit_sha(Some(commit))
-        .map_err(|m| Error::validation("head_commit.id", m))?;
-    let (changed_paths, added_paths) = match changed_paths(&payload) {
-        Some((paths, added)) => (Some(paths), added),
-        None => (None, Vec::new()),
-    };
+    let Push { repo_url, commit_sha, changed_paths, added_paths, base_commit, .. } = push;
+    let commit = commit_sha.clone().unwrap_or_default();
 
     let delivery = header("x-github-delivery").filter(|d| !d.is_empty()).map(str::to_string);
     if let Some(delivery) = &delivery
@@ -115,11 +94,6 @@ async fn github(
             message: "this delivery was received before: the job it started".into(),
         }));
     }
-    // A new branch starts from no commit: GitHub sends zeros.
-    let base_commit = docgen::normalize_commit_sha(payload["before"].as_str())
-        .ok()
-        .flatten()
-        .filter(|sha| !sha.bytes().all(|b| b == b'0'));
     let input = DocgenInput {
         repo_url: repo_url.clone(),
         commit_sha,
@@ -160,15 +134,20 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Erro
             "webhooks are refused: GITHUB_WEBHOOK_SECRET is not set on the server".into(),
         ));
     };
-    let signature = headers
-        .get("x-hub-signature-256")
-        .and_then(|v| v.to_str().ok())
+    let header = headers.get("x-hub-signature-256").and_then(|v| v.to_str().ok());
+    check_signature(secret.expose_secret().as_bytes(), header, body)
+}
+
+/// Whether `header` (`sha256=<hex>`) is the HMAC-SHA256 of `body` under `secret`, compared
+/// in constant time.
+pub fn check_signature(secret: &[u8], header: Option<&str>, body: &[u8]) -> Result<(), Error> {
+    let signature = header
         .and_then(|v| v.trim().strip_prefix("sha256="))
         .and_then(|hex| hex::decode(hex).ok())
         .ok_or_else(|| {
             Error::Unauthorized("the delivery carries no X-Hub-Signature-256: sha256=<hex>".into())
         })?;
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.expose_secret().as_bytes())
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret)
         .map_err(|_| Error::Internal("the webhook secret cannot key an HMAC".into()))?;
     mac.update(body);
     mac.verify_slice(&signature).map_err(|_| {
@@ -177,6 +156,83 @@ fn verify(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<(), Erro
                 .into(),
         )
     })
+}
+
+/// What a push delivery asks, read from its body alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PushEvent {
+    /// A push to a branch, to document if it is the tracked one.
+    Push(Push),
+    /// Nothing to document, and why: a deletion, a tag.
+    Ignored(String),
+}
+
+/// A push to a branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Push {
+    /// The branch pushed to.
+    pub branch: String,
+    /// The repository, normalised.
+    pub repo_url: String,
+    /// The branch GitHub calls the repository's default.
+    pub default_branch: Option<String>,
+    /// The head commit, normalised.
+    pub commit_sha: Option<String>,
+    /// The paths the push's commits touched, when the list is complete.
+    pub changed_paths: Option<Vec<String>>,
+    /// The paths they added.
+    pub added_paths: Vec<String>,
+    /// The commit the push started from, unless the branch is new.
+    pub base_commit: Option<String>,
+}
+
+/// Reads a `push` delivery's body: what it pushed, or why it changes nothing. A body that
+/// is not JSON or names no usable repository or commit is a 400 naming the field.
+pub fn read_push(body: &[u8]) -> Result<PushEvent, Error> {
+    let payload: Value = serde_json::from_slice(body)
+        .map_err(|e| Error::validation("body", format!("the body is not valid JSON: {e}")))?;
+    let git_ref = payload["ref"].as_str().unwrap_or_default();
+    let after = payload["after"].as_str().unwrap_or_default();
+    let deleted = payload["deleted"].as_bool().unwrap_or(false)
+        || (!after.is_empty() && after.bytes().all(|b| b == b'0'));
+    if deleted {
+        return Ok(PushEvent::Ignored(format!("{git_ref} was deleted: nothing to document")));
+    }
+    let Some(branch) = git_ref.strip_prefix("refs/heads/") else {
+        return Ok(PushEvent::Ignored(format!("{git_ref} is not a branch")));
+    };
+    let repository = &payload["repository"];
+    let raw_url = repository["clone_url"]
+        .as_str()
+        .or_else(|| repository["html_url"].as_str())
+        .ok_or_else(|| Error::validation("repository.clone_url", "the push names no repository"))?;
+    let repo_url = docgen::normalize_repo_url(raw_url)
+        .map_err(|m| Error::validation("repository.clone_url", m))?;
+    let default_branch = repository["default_branch"]
+        .as_str()
+        .or_else(|| repository["master_branch"].as_str())
+        .map(str::to_string);
+    let commit = payload["head_commit"]["id"].as_str().unwrap_or(after);
+    let commit_sha = docgen::normalize_commit_sha(Some(commit))
+        .map_err(|m| Error::validation("head_commit.id", m))?;
+    let (changed_paths, added_paths) = match changed_paths(&payload) {
+        Some((paths, added)) => (Some(paths), added),
+        None => (None, Vec::new()),
+    };
+    // A new branch starts from no commit: GitHub sends zeros.
+    let base_commit = docgen::normalize_commit_sha(payload["before"].as_str())
+        .ok()
+        .flatten()
+        .filter(|sha| !sha.bytes().all(|b| b == b'0'));
+    Ok(PushEvent::Push(Push {
+        branch: branch.to_string(),
+        repo_url,
+        default_branch,
+        commit_sha,
+        changed_paths,
+        added_paths,
+        base_commit,
+    }))
 }
 
 /// Every path the push's commits added, changed or removed, and those they added; `None`
