@@ -10,6 +10,7 @@ pub mod extract;
 pub mod metrics;
 pub mod middleware;
 pub mod model;
+pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
 

@@ -117,6 +117,12 @@ fn escape(value: &str) -> String {
 
 /// `GET /metrics`. A figure the database cannot give is left out (and logged), so that a
 /// scrape still shows the rest.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "service",
+    responses((status = 200, description = "Prometheus text format 0.0.4", body = String, content_type = "text/plain"))
+)]
 pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     let mut out = String::new();
     state.metrics().render_requests(&mut out);

@@ -7,9 +7,10 @@ use isocrates_storage::links::Dependency;
 use isocrates_storage::users::User;
 use serde::Serialize;
 use serde_json::Value;
+use utoipa::ToSchema;
 
 /// A grant as the API shows it.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct GrantOut {
     /// The prefix.
     pub path_prefix: String,
@@ -18,7 +19,7 @@ pub struct GrantOut {
 }
 
 /// `User` of the contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserOut {
     /// Id.
     pub user_id: String,
@@ -53,7 +54,7 @@ impl From<&User> for UserOut {
 
 /// `Document` of the contract: a [`DocumentListItem`] with its content, repository URL and
 /// creation time.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DocumentOut {
     /// The fields lists show.
     #[serde(flatten)]
@@ -78,7 +79,7 @@ impl From<Document> for DocumentOut {
 }
 
 /// `DocumentListItem`: a document without `content`, `repo_url` and `created_at`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DocumentListItem {
     /// Id.
     pub id: String,
@@ -129,7 +130,7 @@ impl From<Document> for DocumentListItem {
 }
 
 /// A proposal: AI text waiting beside a page a person wrote last.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct ProposalOut {
     /// Id.
     pub id: String,
@@ -168,7 +169,7 @@ impl From<isocrates_storage::proposals::Proposal> for ProposalOut {
 }
 
 /// `Version` of the contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct VersionOut {
     /// Id.
     pub version_id: String,
@@ -201,7 +202,7 @@ impl From<Version> for VersionOut {
 }
 
 /// `Dependency` of the contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct DependencyOut {
     /// Id.
     pub id: String,
@@ -234,7 +235,7 @@ impl From<Dependency> for DependencyOut {
 }
 
 /// One attempt of a step, in a job's step history.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct AttemptOut {
     /// The attempt, from 1 (counted again from 1 after an operator's retry).
     pub attempt: u32,
@@ -249,7 +250,7 @@ pub struct AttemptOut {
 }
 
 /// One step of a job: its latest attempt, and every attempt in `history`.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobStepOut {
     /// The step's name.
     pub name: String,
@@ -270,7 +271,7 @@ pub struct JobStepOut {
 }
 
 /// `Job` of the contract.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct JobOut {
     /// Id.
     pub id: String,

@@ -15,6 +15,11 @@ use crate::auth::MaybeUser;
 use crate::error::Error;
 use crate::extract::{Json, bounded};
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(ask))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/docs/ask", post(ask))
 }
@@ -33,10 +38,14 @@ const STOP_WORDS: &[&str] = &[
     "what", "when", "where", "which", "who", "why", "with", "you",
 ];
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct AskBody {
+    /// The question, 1 to 500 characters.
+    #[schema(min_length = 1, max_length = 500)]
     question: String,
+    /// How many documents the answer may draw on.
     #[serde(default = "five")]
+    #[schema(minimum = 1, maximum = 10, default = 5)]
     top_k: i64,
 }
 
@@ -44,14 +53,14 @@ fn five() -> i64 {
     5
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Source {
     id: String,
     title: String,
     path: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Answer {
     answer: String,
     sources: Vec<Source>,
@@ -69,6 +78,10 @@ fn retrieval_query(question: &str) -> String {
     words.join(" OR ")
 }
 
+/// A question answered from the documents the caller may read, citing them; with no model,
+/// a failing one or nothing found, the answer is a sentence saying so.
+#[utoipa::path(post, path = "/api/docs/ask", tag = "search", request_body = AskBody,
+    responses((status = 200, description = "The answer and its sources", body = Answer)))]
 async fn ask(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,

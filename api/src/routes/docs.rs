@@ -23,6 +23,33 @@ use crate::extract::{Json, Path, Query, bounded};
 use crate::model::{DocumentListItem, DocumentOut, ProposalOut, VersionOut};
 use crate::routes::audit;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    create,
+    list,
+    trash,
+    recent,
+    batch,
+    batch_titles,
+    generate_id,
+    show,
+    update,
+    soft_delete,
+    move_doc,
+    set_keywords,
+    set_repo,
+    restore,
+    purge,
+    versions,
+    latest_version,
+    version,
+    proposals,
+    accept_proposal,
+    dismiss_proposal
+))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/docs", post(create).get(list))
@@ -78,7 +105,7 @@ fn ai() -> String {
     "ai".to_string()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     title: String,
     content: String,
@@ -100,6 +127,11 @@ struct CreateBody {
     author_metadata: Option<Value>,
 }
 
+#[utoipa::path(post, path = "/api/docs", tag = "documents", request_body = CreateBody,
+    responses(
+        (status = 201, description = "Created", body = DocumentOut),
+        (status = 200, description = "The id existed: updated as a new version (restored from the trash if it was there)", body = DocumentOut),
+    ))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -127,11 +159,16 @@ async fn create(
     Ok((status, axum::Json(DocumentOut::from(doc))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
+    /// Documents skipped.
     #[serde(default)]
+    #[param(minimum = 0)]
     skip: i64,
+    /// Documents at most.
     #[serde(default = "hundred")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: i64,
     path_prefix: Option<String>,
     repo_url: Option<String>,
@@ -141,6 +178,8 @@ fn hundred() -> i64 {
     100
 }
 
+#[utoipa::path(get, path = "/api/docs", tag = "documents", params(ListQuery),
+    responses((status = 200, description = "Readable documents by path then title", body = Vec<DocumentListItem>)))]
 async fn list(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -157,17 +196,24 @@ async fn list(
     Ok(axum::Json(docs.into_iter().map(DocumentListItem::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct PageQuery {
+    /// Documents skipped.
     #[serde(default)]
+    #[param(minimum = 0, maximum = 10000)]
     skip: i64,
+    /// Documents at most.
     #[serde(default = "hundred")]
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: i64,
 }
 
 /// The most trashed documents looked at for one page of the trash listing.
 const TRASH_SCAN: i64 = 10_000;
 
+#[utoipa::path(get, path = "/api/docs/trash", tag = "documents", params(PageQuery),
+    responses((status = 200, description = "Trashed documents the caller may delete, newest first", body = Vec<DocumentListItem>)))]
 async fn trash(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -188,7 +234,7 @@ async fn trash(
     Ok(axum::Json(page))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct GenerateIdBody {
     #[serde(default)]
     repo_url: Option<String>,
@@ -200,6 +246,8 @@ struct GenerateIdBody {
     doc_type: String,
 }
 
+#[utoipa::path(post, path = "/api/docs/generate-id", tag = "documents", request_body = GenerateIdBody,
+    responses((status = 200, description = "The id a document with these fields has", body = crate::openapi::shapes::GeneratedId)))]
 async fn generate_id(Json(body): Json<GenerateIdBody>) -> Result<axum::Json<Value>, Error> {
     let path = check_path("path", &body.path)?;
     let repo_url = check_repo_url(body.repo_url.as_deref())?;
@@ -212,6 +260,8 @@ async fn generate_id(Json(body): Json<GenerateIdBody>) -> Result<axum::Json<Valu
     Ok(axum::Json(json!({ "doc_id": id })))
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn show(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -221,7 +271,7 @@ async fn show(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateBody {
     content: String,
     #[serde(default)]
@@ -234,6 +284,8 @@ struct UpdateBody {
     version: Option<i64>,
 }
 
+#[utoipa::path(put, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = UpdateBody,
+    responses((status = 200, description = "The document at its new version", body = DocumentOut)))]
 async fn update(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -252,11 +304,13 @@ async fn update(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MoveBody {
     target_path: String,
 }
 
+#[utoipa::path(put, path = "/api/docs/{doc_id}/move", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = MoveBody,
+    responses((status = 200, description = "The document in its new folder, with the same id", body = DocumentOut)))]
 async fn move_doc(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -271,11 +325,13 @@ async fn move_doc(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct KeywordsBody {
     keywords: Vec<String>,
 }
 
+#[utoipa::path(put, path = "/api/docs/{doc_id}/keywords", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = KeywordsBody,
+    responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn set_keywords(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -287,11 +343,13 @@ async fn set_keywords(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RepoBody {
     repo_url: String,
 }
 
+#[utoipa::path(put, path = "/api/docs/{doc_id}/repo", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = RepoBody,
+    responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn set_repo(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -328,6 +386,8 @@ async fn any_readable(state: &AppState, caller: &Caller, id: &str) -> Result<Doc
     }
 }
 
+#[utoipa::path(delete, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 204, description = "In the trash")))]
 async fn soft_delete(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -340,6 +400,8 @@ async fn soft_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
+#[utoipa::path(post, path = "/api/docs/{doc_id}/restore", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "The document, out of the trash", body = DocumentOut)))]
 async fn restore(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -352,6 +414,8 @@ async fn restore(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
+#[utoipa::path(delete, path = "/api/docs/{doc_id}/permanent", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 204, description = "Gone for good (admin)")))]
 async fn purge(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -362,11 +426,16 @@ async fn purge(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct VersionsQuery {
+    /// Versions skipped.
     #[serde(default)]
+    #[param(minimum = 0)]
     skip: i64,
+    /// Versions at most.
     #[serde(default = "fifty")]
+    #[param(minimum = 1, maximum = 200, default = 50)]
     limit: i64,
 }
 
@@ -374,6 +443,8 @@ fn fifty() -> i64 {
     50
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), VersionsQuery),
+    responses((status = 200, description = "Newest first", body = Vec<VersionOut>)))]
 async fn versions(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -387,6 +458,8 @@ async fn versions(
     Ok(axum::Json(versions.into_iter().map(VersionOut::from).collect()))
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/latest", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "The newest version", body = VersionOut)))]
 async fn latest_version(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -399,6 +472,8 @@ async fn latest_version(
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: "latest".to_string() })
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/{version_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("version_id" = String, Path, description = "The version's id")),
+    responses((status = 200, description = "The version", body = VersionOut)))]
 async fn version(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -411,6 +486,8 @@ async fn version(
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: version_id })
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/proposals", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "What the model proposed beside a page a person wrote", body = Vec<ProposalOut>)))]
 async fn proposals(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -421,6 +498,8 @@ async fn proposals(
     Ok(axum::Json(proposals.into_iter().map(ProposalOut::from).collect()))
 }
 
+#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/accept", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("proposal_id" = String, Path, description = "The proposal's id")),
+    responses((status = 200, description = "The document at the proposal's text, and the proposal", body = crate::openapi::shapes::Accepted)))]
 async fn accept_proposal(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -443,6 +522,8 @@ async fn accept_proposal(
     })))
 }
 
+#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/dismiss", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("proposal_id" = String, Path, description = "The proposal's id")),
+    responses((status = 200, description = "The proposal, dismissed", body = ProposalOut)))]
 async fn dismiss_proposal(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -462,9 +543,12 @@ async fn dismiss_proposal(
     Ok(axum::Json(ProposalOut::from(proposal)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct RecentQuery {
+    /// Documents at most.
     #[serde(default = "twenty")]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: i64,
 }
 
@@ -472,6 +556,8 @@ fn twenty() -> i64 {
     20
 }
 
+#[utoipa::path(get, path = "/api/docs/recent", tag = "documents", params(RecentQuery),
+    responses((status = 200, description = "Readable documents, last changed first", body = Vec<DocumentListItem>)))]
 async fn recent(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -487,11 +573,13 @@ const BATCH_TITLES: usize = 100;
 /// The most ids one batch operation takes.
 const MAX_BATCH: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TitlesBody {
     doc_ids: Vec<String>,
 }
 
+#[utoipa::path(post, path = "/api/docs/batch-titles", tag = "documents", request_body = TitlesBody,
+    responses((status = 200, description = "The title of each readable id (the first 100)", body = std::collections::HashMap<String, String>)))]
 async fn batch_titles(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -502,7 +590,7 @@ async fn batch_titles(
     Ok(axum::Json(docs.into_iter().map(|d| (d.id, Value::String(d.title))).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 enum BatchOperation {
     Delete,
@@ -511,7 +599,7 @@ enum BatchOperation {
     RemoveKeywords,
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct BatchParams {
     #[serde(default)]
     target_path: Option<String>,
@@ -519,7 +607,7 @@ struct BatchParams {
     keywords: Vec<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct BatchBody {
     operation: BatchOperation,
     doc_ids: Vec<String>,
@@ -529,6 +617,8 @@ struct BatchBody {
 
 /// Applies one operation to many documents, each checked on its own: one that fails is
 /// reported and the others go on.
+#[utoipa::path(post, path = "/api/docs/batch", tag = "documents", request_body = BatchBody,
+    responses((status = 200, description = "What was done to each id", body = crate::openapi::shapes::BatchResult)))]
 async fn batch(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -22,6 +22,12 @@ use crate::error::Error;
 use crate::extract::{Json, Path, Query};
 use crate::routes::audit;
 
+/// The handlers of this module, for the OpenAPI document. DELETE on the fixed paths
+/// (`/api/folders/move`, ...) is DELETE of the folder of that name.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(tree, create, list, show, update, move_folder, remove, cleanup))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     // A folder may be named like the fixed routes beside it; DELETE on those paths
     // deletes the folder of that name.
@@ -49,10 +55,11 @@ pub(crate) fn routes() -> Router<AppState> {
 }
 
 /// A node of the tree, as the contract shapes it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub(crate) struct TreeNodeOut {
     id: String,
     name: String,
+    /// `folder` or `document`.
     #[serde(rename = "type")]
     kind: &'static str,
     is_crate: bool,
@@ -60,6 +67,7 @@ pub(crate) struct TreeNodeOut {
     path: String,
     description: Option<String>,
     icon: Option<String>,
+    #[schema(no_recursion)]
     children: Vec<TreeNodeOut>,
 }
 
@@ -80,7 +88,7 @@ impl From<TreeNode> for TreeNodeOut {
 }
 
 /// A folder's metadata, as the contract shapes it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct FolderOut {
     id: String,
     path: String,
@@ -110,6 +118,8 @@ async fn tree_of(state: &AppState, caller: &Caller) -> Result<Vec<TreeNodeOut>, 
     Ok(nodes.into_iter().map(TreeNodeOut::from).collect())
 }
 
+#[utoipa::path(get, path = "/api/tree", tag = "folders",
+    responses((status = 200, description = "Folders by name, then documents by title; only what the caller may read", body = Vec<TreeNodeOut>)))]
 async fn tree(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -117,7 +127,7 @@ async fn tree(
     Ok(axum::Json(tree_of(&state, &caller).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     path: String,
     #[serde(default)]
@@ -128,6 +138,8 @@ struct CreateBody {
     sort_order: i64,
 }
 
+#[utoipa::path(post, path = "/api/folders/metadata", tag = "folders", request_body = CreateBody,
+    responses((status = 201, description = "The folder, its missing ancestors made too", body = FolderOut)))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -144,12 +156,15 @@ async fn create(
     Ok((StatusCode::CREATED, axum::Json(FolderOut::from(folder))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListQuery {
     #[serde(default)]
     path_prefix: Option<String>,
 }
 
+#[utoipa::path(get, path = "/api/folders/metadata", tag = "folders", params(ListQuery),
+    responses((status = 200, description = "Readable folders, by sort order then path", body = Vec<FolderOut>)))]
 async fn list(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -168,6 +183,8 @@ async fn readable(state: &AppState, caller: &Caller, id: &str) -> Result<Folder,
     }
 }
 
+#[utoipa::path(get, path = "/api/folders/metadata/{folder_id}", tag = "folders", params(("folder_id" = String, Path, description = "The folder's id (`folder-` and a hash of its path)")),
+    responses((status = 200, description = "The folder", body = FolderOut)))]
 async fn show(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -176,7 +193,7 @@ async fn show(
     Ok(axum::Json(FolderOut::from(readable(&state, &caller, &id).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct UpdateBody {
     #[serde(default)]
     description: Option<String>,
@@ -186,6 +203,8 @@ struct UpdateBody {
     sort_order: Option<i64>,
 }
 
+#[utoipa::path(put, path = "/api/folders/metadata/{folder_id}", tag = "folders", params(("folder_id" = String, Path, description = "The folder's id (`folder-` and a hash of its path)")), request_body = UpdateBody,
+    responses((status = 200, description = "The folder", body = FolderOut)))]
 async fn update(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -205,7 +224,7 @@ async fn update(
 }
 
 /// What a folder move or delete answers: what changed, and the caller's tree after it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct ChangeOut {
     affected_documents: u64,
     folder_path: String,
@@ -228,12 +247,14 @@ async fn change_out(
     }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MoveBody {
     source_path: String,
     target_path: String,
 }
 
+#[utoipa::path(put, path = "/api/folders/move", tag = "folders", request_body = MoveBody,
+    responses((status = 200, description = "What moved, and the tree after", body = ChangeOut)))]
 async fn move_folder(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -260,9 +281,12 @@ async fn move_folder(
     change_out(&state, &caller, change).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct DeleteQuery {
+    /// `move_up` lifts the folder's contents one level; `delete_all` trashes them.
     #[serde(default = "move_up")]
+    #[param(pattern = "^(move_up|delete_all)$", default = "move_up")]
     action: String,
 }
 
@@ -270,6 +294,9 @@ fn move_up() -> String {
     "move_up".to_string()
 }
 
+#[utoipa::path(delete, path = "/api/folders/{folder_path}", tag = "folders",
+    params(("folder_path" = String, Path, description = "The folder, slashes included"), DeleteQuery),
+    responses((status = 200, description = "What moved or was trashed, and the tree after", body = ChangeOut)))]
 async fn remove(
     state: State<AppState>,
     caller: AuthUser,
@@ -321,6 +348,8 @@ async fn remove_named(
     change_out(&state, &caller, change).await
 }
 
+#[utoipa::path(post, path = "/api/folders/cleanup", tag = "folders",
+    responses((status = 200, description = "Metadata rows with no document under them removed (admin)", body = crate::openapi::shapes::Cleaned)))]
 async fn cleanup(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,

@@ -18,6 +18,11 @@ use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, Query, bounded};
 use crate::model::JobOut;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(create, list, show, retry, cancel))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/jobs", post(create).get(list))
@@ -26,7 +31,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/jobs/{job_id}/cancel", post(cancel))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateJob {
     repo_url: String,
     #[serde(default)]
@@ -36,6 +41,11 @@ struct CreateJob {
     commit_sha: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = CreateJob,
+    responses(
+        (status = 201, description = "A new job", body = JobOut),
+        (status = 200, description = "The job already queued or running for this repository and commit", body = JobOut),
+    ))]
 async fn create(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -69,9 +79,13 @@ async fn create(
     Ok((status, JsonOut(job(&state, &submitted.run).await?)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ListParams {
+    /// Only this repository's jobs.
     repo_url: Option<String>,
+    /// Only jobs in this status.
+    #[param(value_type = Option<String>, pattern = "^(queued|running|paused|completed|failed|cancelled|skipped)$")]
     status: Option<RunStatus>,
     #[serde(default = "ten")]
     limit: i64,
@@ -86,6 +100,8 @@ fn ten() -> i64 {
 /// see, so that a caller with a narrow grant cannot make one request scan the whole table.
 const MAX_PAGES_SCANNED: usize = 20;
 
+#[utoipa::path(get, path = "/api/jobs", tag = "jobs", params(ListParams),
+    responses((status = 200, description = "Newest first, of repositories the caller may read", body = Vec<JobOut>)))]
 async fn list(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -112,6 +128,8 @@ async fn list(
     Ok(JsonOut(jobs))
 }
 
+#[utoipa::path(get, path = "/api/jobs/{job_id}", tag = "jobs", params(("job_id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "The job with its step history", body = JobOut)))]
 async fn show(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -121,11 +139,14 @@ async fn show(
     Ok(JsonOut(job(&state, &run).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 struct RetryJob {
+    /// The step to resume at; by default the one where the run stopped.
     from_step: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/jobs/{job_id}/retry", tag = "jobs", params(("job_id" = String, Path, description = "The job's id")), request_body(content = Option<RetryJob>, description = "Optional"),
+    responses((status = 200, description = "The job, resumed", body = JobOut)))]
 async fn retry(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -139,6 +160,8 @@ async fn retry(
     Ok(JsonOut(job(&state, &run).await?))
 }
 
+#[utoipa::path(post, path = "/api/jobs/{job_id}/cancel", tag = "jobs", params(("job_id" = String, Path, description = "The job's id")),
+    responses((status = 200, description = "The job, cancelled or stopping at its next step", body = JobOut)))]
 async fn cancel(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

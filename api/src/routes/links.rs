@@ -21,6 +21,18 @@ use crate::routes::docs::readable;
 /// The longest wikilink target resolved.
 const MAX_TARGET: usize = 500;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    resolve,
+    broken_links,
+    dependencies_of,
+    add_dependency,
+    all_dependencies,
+    reindex
+))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/docs/resolve", get(resolve))
@@ -30,11 +42,16 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/dependencies/reindex", post(reindex))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct ResolveQuery {
+    /// A wikilink target, as written between `[[` and `]]` (before any `|`).
+    #[param(min_length = 1, max_length = 500)]
     target: String,
 }
 
+#[utoipa::path(get, path = "/api/docs/resolve", tag = "wikilinks", params(ResolveQuery),
+    responses((status = 200, description = "The readable document the target names", body = crate::openapi::shapes::Resolved)))]
 async fn resolve(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -50,6 +67,8 @@ async fn resolve(
     }
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/broken-links", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "Each link of the document, by target", body = Vec<crate::openapi::shapes::LinkStatus>)))]
 async fn broken_links(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -64,6 +83,8 @@ async fn broken_links(
     Ok(axum::Json(Value::Array(out)))
 }
 
+#[utoipa::path(get, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")),
+    responses((status = 200, description = "Links out and in, to readable documents", body = crate::openapi::shapes::Dependencies)))]
 async fn dependencies_of(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -79,7 +100,7 @@ fn wikilink() -> String {
     WIKILINK.to_string()
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct DependencyBody {
     from_doc_id: String,
     to_doc_id: String,
@@ -91,6 +112,8 @@ struct DependencyBody {
     section: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")), request_body = DependencyBody,
+    responses((status = 201, description = "The edge", body = DependencyOut)))]
 async fn add_dependency(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -132,6 +155,8 @@ async fn add_dependency(
     Ok((StatusCode::CREATED, axum::Json(DependencyOut::from(dependency))).into_response())
 }
 
+#[utoipa::path(get, path = "/api/dependencies", tag = "wikilinks",
+    responses((status = 200, description = "Every edge between readable documents", body = Vec<DependencyOut>)))]
 async fn all_dependencies(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -140,6 +165,8 @@ async fn all_dependencies(
     Ok(axum::Json(deps.into_iter().map(DependencyOut::from).collect()))
 }
 
+#[utoipa::path(post, path = "/api/dependencies/reindex", tag = "wikilinks",
+    responses((status = 200, description = "Every document's links read again (admin)", body = crate::openapi::shapes::Reindexed)))]
 async fn reindex(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,

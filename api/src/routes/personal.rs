@@ -17,6 +17,11 @@ use crate::auth::{AuthUser, Caller};
 use crate::error::Error;
 use crate::extract::{Json, Path, Query};
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(tree, create_folder, delete_folder, move_folder, add_ref, delete_ref, move_ref))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/personal/tree", get(tree))
@@ -43,7 +48,7 @@ async fn owner(state: &AppState, caller: &Caller) -> Result<String, Error> {
 /// The service user that owns the development admin's personal tree.
 const DEVELOPMENT_USER: &str = "development";
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct NodeOut {
     id: String,
     name: String,
@@ -52,6 +57,7 @@ struct NodeOut {
     folder_id: String,
     document_id: Option<String>,
     ref_id: Option<String>,
+    #[schema(no_recursion)]
     children: Vec<NodeOut>,
 }
 
@@ -69,7 +75,7 @@ impl From<PersonalNode> for NodeOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct FolderOut {
     folder_id: String,
     user_id: String,
@@ -92,7 +98,7 @@ impl From<PersonalFolder> for FolderOut {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RefOut {
     ref_id: String,
     user_id: String,
@@ -115,6 +121,8 @@ impl From<PersonalRef> for RefOut {
     }
 }
 
+#[utoipa::path(get, path = "/api/personal/tree", tag = "personal",
+    responses((status = 200, description = "The caller's folders and references", body = Vec<NodeOut>)))]
 async fn tree(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -124,13 +132,15 @@ async fn tree(
     Ok(axum::Json(nodes.into_iter().map(NodeOut::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct CreateBody {
     name: String,
     #[serde(default)]
     parent_id: Option<String>,
 }
 
+#[utoipa::path(post, path = "/api/personal/folders", tag = "personal", request_body = CreateBody,
+    responses((status = 201, description = "The folder", body = FolderOut)))]
 async fn create_folder(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -143,6 +153,8 @@ async fn create_folder(
     Ok((StatusCode::CREATED, axum::Json(FolderOut::from(folder))).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/personal/folders/{folder_id}", tag = "personal", params(("folder_id" = String, Path, description = "One of the caller's personal folders")),
+    responses((status = 204, description = "The folder and what it held are gone")))]
 async fn delete_folder(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -153,12 +165,14 @@ async fn delete_folder(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct MoveBody {
     #[serde(default)]
     parent_id: Option<String>,
 }
 
+#[utoipa::path(put, path = "/api/personal/folders/{folder_id}/move", tag = "personal", params(("folder_id" = String, Path, description = "One of the caller's personal folders")), request_body = MoveBody,
+    responses((status = 200, description = "The folder under its new parent", body = FolderOut)))]
 async fn move_folder(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -171,11 +185,13 @@ async fn move_folder(
     Ok(axum::Json(FolderOut::from(folder)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RefBody {
     document_id: String,
 }
 
+#[utoipa::path(post, path = "/api/personal/folders/{folder_id}/refs", tag = "personal", params(("folder_id" = String, Path, description = "One of the caller's personal folders")), request_body = RefBody,
+    responses((status = 201, description = "The reference (the same one when asked again)", body = RefOut)))]
 async fn add_ref(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -192,6 +208,8 @@ async fn add_ref(
     Ok((StatusCode::CREATED, axum::Json(RefOut::from(reference))).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/personal/refs/{ref_id}", tag = "personal", params(("ref_id" = String, Path, description = "One of the caller's references")),
+    responses((status = 204, description = "The reference is gone")))]
 async fn delete_ref(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -202,11 +220,14 @@ async fn delete_ref(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct MoveRefQuery {
     target_folder_id: String,
 }
 
+#[utoipa::path(put, path = "/api/personal/refs/{ref_id}/move", tag = "personal", params(("ref_id" = String, Path, description = "One of the caller's references"), MoveRefQuery),
+    responses((status = 200, description = "The reference in its new folder", body = RefOut)))]
 async fn move_ref(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

@@ -18,12 +18,17 @@ use crate::auth::AuthUser;
 use crate::error::Error;
 use crate::extract::Json;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(list, change))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/repositories", get(list)).route("/api/repositories/{id}", put(change))
 }
 
 /// A tracked repository as the API shows it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct RepositoryOut {
     id: String,
     repo_url: String,
@@ -57,6 +62,8 @@ impl From<Repository> for RepositoryOut {
     }
 }
 
+#[utoipa::path(get, path = "/api/repositories", tag = "repositories",
+    responses((status = 200, description = "Every tracked repository (admin)", body = Vec<RepositoryOut>)))]
 async fn list(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,
@@ -66,6 +73,10 @@ async fn list(
     Ok(axum::Json(rows.into_iter().map(RepositoryOut::from).collect()))
 }
 
+#[utoipa::path(put, path = "/api/repositories/{id}", tag = "repositories",
+    params(("id" = String, Path, description = "The tracked repository's id")),
+    request_body = crate::openapi::shapes::RepositoryChange,
+    responses((status = 200, description = "The repository, changed (admin)", body = RepositoryOut)))]
 async fn change(
     State(state): State<AppState>,
     AuthUser(caller): AuthUser,

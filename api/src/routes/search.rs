@@ -15,6 +15,11 @@ use crate::error::Error;
 use crate::extract::{Query, bounded};
 use crate::model::DocumentListItem;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(search))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/docs/search", get(search))
 }
@@ -46,14 +51,24 @@ const QUERY_EMBEDDING_TIMEOUT: std::time::Duration = std::time::Duration::from_s
 /// The longest query accepted.
 const MAX_QUERY: usize = 1000;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct SearchParams {
+    /// The words searched: plain words are prefix terms joined by AND; `"a phrase"`,
+    /// `-word` and `a OR b` are understood; anything else is searched as words.
+    #[param(min_length = 1, max_length = 1000)]
     q: String,
+    /// Hits at most.
     #[serde(default = "twenty")]
+    #[param(minimum = 1, maximum = 100, default = 20)]
     limit: i64,
+    /// Only documents at or below this folder.
     path_prefix: Option<String>,
+    /// Only documents with any of these keywords, comma separated.
     keywords: Option<String>,
+    /// Only documents changed on or after this day (`2026-12-03`) or time (RFC 3339).
     date_from: Option<String>,
+    /// Only documents changed on or before this day or time.
     date_to: Option<String>,
 }
 
@@ -62,11 +77,13 @@ fn twenty() -> i64 {
 }
 
 /// One hit as the contract shows it: the document's list fields, its rank and a snippet.
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct Hit {
     #[serde(flatten)]
     item: DocumentListItem,
+    /// Higher is better.
     rank: f64,
+    /// Text around the hits, each marked with `<mark>`.
     snippet: String,
 }
 
@@ -98,6 +115,10 @@ fn parse_date(field: &str, value: &str, end_of_day: bool) -> Result<Timestamp, E
     Ok(Timestamp::from(day.and_time(time).and_utc()))
 }
 
+/// Full-text search over the documents the caller may read, fused with the nearest by
+/// embedding when embeddings are on.
+#[utoipa::path(get, path = "/api/docs/search", tag = "search", params(SearchParams),
+    responses((status = 200, description = "The hits, best first", body = Vec<Hit>)))]
 async fn search(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,

@@ -16,8 +16,21 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/health", get(health))
         .route("/health/deep", get(deep))
         .route("/metrics", get(crate::metrics::metrics))
+        .route("/openapi.json", get(crate::openapi::openapi_json))
 }
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(root, health, deep, crate::metrics::metrics, crate::openapi::openapi_json))]
+pub(crate) struct Api;
+
+/// What the service is.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "service",
+    responses((status = 200, description = "The service", body = crate::openapi::shapes::ServiceInfo))
+)]
 async fn root() -> Json<Value> {
     Json(json!({ "name": "IsoCrates API", "version": VERSION, "status": "running" }))
 }
@@ -27,6 +40,12 @@ async fn root() -> Json<Value> {
 const WORKER_ALIVE_WITHIN: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Always 200: the body says whether the database answers.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    responses((status = 200, description = "Healthy or degraded", body = crate::openapi::shapes::Health))
+)]
 async fn health(State(state): State<AppState>) -> Json<Value> {
     let storage = state.storage();
     let count = storage.document_count().await;
@@ -55,6 +74,12 @@ async fn health(State(state): State<AppState>) -> Json<Value> {
 }
 
 /// Each component's state; costs no LLM tokens.
+#[utoipa::path(
+    get,
+    path = "/health/deep",
+    tag = "service",
+    responses((status = 200, description = "Each component", body = crate::openapi::shapes::DeepHealth))
+)]
 async fn deep(State(state): State<AppState>) -> Json<Value> {
     let database = match state.storage().ping().await {
         Ok(()) => json!({ "status": "ok" }),
@@ -84,8 +109,25 @@ async fn deep(State(state): State<AppState>) -> Json<Value> {
         "status": if healthy { "healthy" } else { "degraded" },
         "components": {
             "database": database,
-            "providers": { "status": "not_configured", "detail": "no LLM provider is wired into this build yet" },
+            "providers": providers(&state),
             "queue": queue,
         },
     }))
+}
+
+/// The writer model as configured: no request is sent, so checking costs nothing.
+fn providers(state: &AppState) -> Value {
+    match &state.assistant().model {
+        Some(llm) => {
+            let provider = llm.provider();
+            json!({
+                "status": "ok",
+                "detail": format!("{} model {}", provider.kind().as_str(), provider.model()),
+            })
+        }
+        None => json!({
+            "status": "not_configured",
+            "detail": "no model is configured (LLM_PROVIDER is static): pages are written without one",
+        }),
+    }
 }

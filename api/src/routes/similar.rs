@@ -16,6 +16,11 @@ use crate::error::Error;
 use crate::extract::{Path, Query, bounded};
 use crate::routes::audit;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(similar_to_text, similar_to_document, reindex))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/docs/similar", get(similar_to_text))
@@ -23,7 +28,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/docs/reindex", post(reindex))
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 struct SimilarOut {
     id: String,
     title: String,
@@ -48,10 +53,14 @@ fn five() -> i64 {
     5
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct TextQuery {
+    /// The text to find documents like.
     text: String,
+    /// Documents at most.
     #[serde(default = "five")]
+    #[param(minimum = 1, maximum = 20, default = 5)]
     limit: i64,
 }
 
@@ -61,6 +70,9 @@ fn embedding_failed(error: &impl std::fmt::Display) -> axum::Json<Vec<SimilarOut
     axum::Json(Vec::new())
 }
 
+/// The readable documents most like a text; none when embeddings are off.
+#[utoipa::path(get, path = "/api/docs/similar", tag = "search", params(TextQuery),
+    responses((status = 200, description = "Most alike first", body = Vec<SimilarOut>)))]
 async fn similar_to_text(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -81,12 +93,18 @@ async fn similar_to_text(
     Ok(axum::Json(found.into_iter().map(SimilarOut::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 struct LimitQuery {
+    /// Documents at most.
     #[serde(default = "five")]
+    #[param(minimum = 1, maximum = 20, default = 5)]
     limit: i64,
 }
 
+/// The readable documents most like this one.
+#[utoipa::path(get, path = "/api/docs/{doc_id}/similar", tag = "search", params(("doc_id" = String, Path, description = "The document's id"), LimitQuery),
+    responses((status = 200, description = "Most alike first", body = Vec<SimilarOut>)))]
 async fn similar_to_document(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -115,6 +133,9 @@ async fn similar_to_document(
     Ok(axum::Json(found.into_iter().map(SimilarOut::from).collect()))
 }
 
+/// Embeds every document again (admin).
+#[utoipa::path(post, path = "/api/docs/reindex", tag = "search",
+    responses((status = 200, description = "How many were embedded", body = crate::openapi::shapes::Reembedded)))]
 async fn reindex(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,

@@ -25,6 +25,22 @@ pub const MAX_PASSWORD: usize = 1024;
 /// The life of a service token when none is asked, in hours (one year).
 pub const DEFAULT_TOKEN_HOURS: i64 = 8_760;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(
+    register,
+    login,
+    me,
+    list_users,
+    set_role,
+    deactivate,
+    add_grant,
+    revoke_root_grant,
+    revoke_grant,
+    create_token
+))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/auth/register", post(register))
@@ -38,7 +54,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/api/auth/tokens", post(create_token))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RegisterBody {
     email: String,
     password: String,
@@ -68,6 +84,8 @@ async fn hash_off_thread(password: String) -> Result<String, Error> {
         .map_err(|e| Error::Internal(format!("password hashing task: {e}")))?
 }
 
+#[utoipa::path(post, path = "/api/auth/register", tag = "auth", request_body = RegisterBody,
+    responses((status = 201, description = "The new user; the first one is the admin", body = UserOut)))]
 async fn register(
     State(state): State<AppState>,
     MaybeUser(caller): MaybeUser,
@@ -93,12 +111,14 @@ async fn register(
     Ok((StatusCode::CREATED, axum::Json(UserOut::from(&user))).into_response())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct LoginBody {
     email: String,
     password: String,
 }
 
+#[utoipa::path(post, path = "/api/auth/login", tag = "auth", request_body = LoginBody,
+    responses((status = 200, description = "A token and the user", body = crate::openapi::shapes::Login)))]
 async fn login(
     State(state): State<AppState>,
     request_id: Option<axum::Extension<crate::middleware::RequestId>>,
@@ -136,6 +156,8 @@ async fn login(
     Ok(axum::Json(json!({ "token": token, "user": UserOut::from(&user) })))
 }
 
+#[utoipa::path(get, path = "/api/auth/me", tag = "auth",
+    responses((status = 200, description = "The caller", body = crate::openapi::shapes::Me)))]
 async fn me(AuthUser(caller): AuthUser) -> axum::Json<Value> {
     let user = match &caller.user {
         Some(user) => UserOut::from(user),
@@ -152,6 +174,8 @@ async fn me(AuthUser(caller): AuthUser) -> axum::Json<Value> {
     axum::Json(json!({ "user": user }))
 }
 
+#[utoipa::path(get, path = "/api/auth/users", tag = "auth",
+    responses((status = 200, description = "Every user, by creation time", body = Vec<UserOut>)))]
 async fn list_users(
     State(state): State<AppState>,
     AdminUser(_): AdminUser,
@@ -160,11 +184,13 @@ async fn list_users(
     Ok(axum::Json(users.iter().map(UserOut::from).collect()))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct RoleBody {
     role: String,
 }
 
+#[utoipa::path(put, path = "/api/auth/users/{user_id}/role", tag = "auth", params(("user_id" = String, Path, description = "The user's id")), request_body = RoleBody,
+    responses((status = 200, description = "The user", body = UserOut)))]
 async fn set_role(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -177,6 +203,8 @@ async fn set_role(
     Ok(axum::Json(UserOut::from(&user)))
 }
 
+#[utoipa::path(put, path = "/api/auth/users/{user_id}/deactivate", tag = "auth", params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 200, description = "The user, deactivated", body = UserOut)))]
 async fn deactivate(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -187,7 +215,7 @@ async fn deactivate(
     Ok(axum::Json(UserOut::from(&user)))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct GrantBody {
     #[serde(default)]
     path_prefix: String,
@@ -199,6 +227,8 @@ fn viewer() -> String {
     "viewer".to_string()
 }
 
+#[utoipa::path(post, path = "/api/auth/users/{user_id}/grants", tag = "auth", params(("user_id" = String, Path, description = "The user's id")), request_body = GrantBody,
+    responses((status = 201, description = "The grant", body = GrantOut)))]
 async fn add_grant(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -213,6 +243,9 @@ async fn add_grant(
     Ok((StatusCode::CREATED, axum::Json(out)).into_response())
 }
 
+#[utoipa::path(delete, path = "/api/auth/users/{user_id}/grants/{path_prefix}", tag = "auth",
+    params(("user_id" = String, Path, description = "The user's id"), ("path_prefix" = String, Path, description = "The prefix, slashes included")),
+    responses((status = 204, description = "The grant is gone (or was never there)")))]
 async fn revoke_grant(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -221,6 +254,8 @@ async fn revoke_grant(
     revoke(&state, &caller, &user_id, &path_prefix).await
 }
 
+#[utoipa::path(delete, path = "/api/auth/users/{user_id}/grants", tag = "auth", params(("user_id" = String, Path, description = "The user's id")),
+    responses((status = 204, description = "The root grant is gone (or was never there)")))]
 async fn revoke_root_grant(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,
@@ -240,7 +275,7 @@ async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 struct TokenBody {
     subject: String,
     #[serde(default = "service")]
@@ -256,6 +291,8 @@ fn service() -> String {
     "service".to_string()
 }
 
+#[utoipa::path(post, path = "/api/auth/tokens", tag = "auth", request_body = TokenBody,
+    responses((status = 201, description = "A service user and its token", body = crate::openapi::shapes::ServiceToken)))]
 async fn create_token(
     State(state): State<AppState>,
     AdminUser(caller): AdminUser,

@@ -30,12 +30,17 @@ use crate::extract::RawBody;
 /// changed paths instead.
 const MAX_LISTED_COMMITS: usize = 2048;
 
+/// The handlers of this module, for the OpenAPI document.
+#[derive(utoipa::OpenApi)]
+#[openapi(paths(github))]
+pub(crate) struct Api;
+
 pub(crate) fn routes() -> Router<AppState> {
     Router::new().route("/api/webhooks/github", post(github))
 }
 
 /// The answer to a delivery.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 struct Delivered {
     /// `ok` (a ping), `ignored` or `queued`.
     status: &'static str,
@@ -49,6 +54,15 @@ fn ignored(message: impl Into<String>) -> axum::Json<Delivered> {
     axum::Json(Delivered { status: "ignored", job_id: None, message: message.into() })
 }
 
+/// A delivery from GitHub, verified against `X-Hub-Signature-256` first.
+#[utoipa::path(post, path = "/api/webhooks/github", tag = "webhooks",
+    params(
+        ("X-GitHub-Event" = String, Header, description = "`push` or `ping`; other events are ignored"),
+        ("X-Hub-Signature-256" = String, Header, description = "`sha256=` and the hex HMAC-SHA256 of the body"),
+        ("X-GitHub-Delivery" = Option<String>, Header, description = "The delivery's id; a redelivery answers its first job"),
+    ),
+    request_body(content = Object, description = "GitHub's push (or ping) payload"),
+    responses((status = 200, description = "Queued, answered or ignored, and why", body = Delivered)))]
 async fn github(
     State(state): State<AppState>,
     headers: HeaderMap,

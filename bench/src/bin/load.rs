@@ -208,7 +208,7 @@ async fn client(
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
     tokio::spawn(conn);
     // One connection in ten belongs to one noisy client, which the limit must slow down.
-    let forwarded = if index % 10 == 0 {
+    let forwarded = if index.is_multiple_of(10) {
         "10.255.255.255".to_string()
     } else {
         format!("10.{}.{}.{}", index / 65_536 % 256, index / 256 % 256, index % 256)
