@@ -160,3 +160,72 @@ async fn the_database_file_is_never_served() {
         assert!(!body.windows(15).any(|w| w == b"SQLite format 3"), "{path} served the database");
     }
 }
+
+#[tokio::test]
+async fn the_audit_log_keeps_what_an_operator_reviews_until_its_retention() {
+    let app = TestApp::with_config(TestDb::sqlite().await, |_| {}).await;
+    let admin = app.admin_token().await;
+    let (dev_id, _) = app.user(&admin, "dev@example.com").await;
+    let wrong = serde_json::json!({"email": "dev@example.com", "password": "not-the-password"});
+    assert_eq!(app.post("/api/auth/login", None, wrong).await.status, StatusCode::UNAUTHORIZED);
+    let role = serde_json::json!({"role": "editor"});
+    let role_path = format!("/api/auth/users/{dev_id}/role");
+    assert_eq!(app.put(&role_path, Some(&admin), role).await.status, StatusCode::OK);
+    let grants = format!("/api/auth/users/{dev_id}/grants");
+    let grant = serde_json::json!({"path_prefix": "team", "role": "editor"});
+    assert_eq!(app.post(&grants, Some(&admin), grant).await.status, StatusCode::CREATED);
+    let revoke = app.delete(&format!("{grants}/team"), Some(&admin)).await;
+    assert_eq!(revoke.status, StatusCode::NO_CONTENT);
+    let doc = serde_json::json!({"title": "Audited", "path": "team", "content": "one"});
+    let created = app.post("/api/docs", Some(&admin), doc).await;
+    let id = created.body["id"].as_str().unwrap().to_string();
+    let edit = serde_json::json!({"content": "two"});
+    app.put(&format!("/api/docs/{id}"), Some(&admin), edit).await;
+    app.delete(&format!("/api/docs/{id}"), Some(&admin)).await;
+    app.post(&format!("/api/docs/{id}/restore"), Some(&admin), serde_json::json!({})).await;
+    let job = serde_json::json!({"repo_url": "https://github.com/acme/widgets"});
+    let job = app.post("/api/jobs", Some(&admin), job).await;
+    assert_eq!(job.status, StatusCode::CREATED, "{}", job.body);
+    let job_id = job.body["id"].as_str().unwrap();
+    let cancelled =
+        app.post(&format!("/api/jobs/{job_id}/cancel"), Some(&admin), serde_json::json!({})).await;
+    assert_eq!(cancelled.status, StatusCode::OK, "{}", cancelled.body);
+    let retried =
+        app.post(&format!("/api/jobs/{job_id}/retry"), Some(&admin), serde_json::json!({})).await;
+    assert_eq!(retried.status, StatusCode::OK, "{}", retried.body);
+
+    let log = app.db.storage.audit_log(100).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|r| r.action.as_str()).collect();
+    for action in [
+        "auth.register",
+        "auth.login",
+        "auth.login_failed",
+        "user.role",
+        "grant.add",
+        "grant.revoke",
+        "document.create",
+        "document.update",
+        "document.delete",
+        "document.restore",
+        "job.create",
+        "job.cancel",
+        "job.retry",
+    ] {
+        assert!(actions.contains(&action), "{action} is not audited: {actions:?}");
+    }
+    let role_row = log.iter().find(|r| r.action == "user.role").unwrap();
+    assert!(role_row.actor_id.is_some(), "the admin who changed the role is named");
+    assert_eq!(role_row.target.as_deref(), Some(dev_id.as_str()));
+
+    // The purge keeps what is younger than the cutoff and removes what is older.
+    let an_hour_ago = isocrates_storage::Timestamp::ago(std::time::Duration::from_secs(3600));
+    assert_eq!(app.db.storage.purge_audit(an_hour_ago).await.unwrap(), 0);
+    let later = isocrates_storage::Timestamp(chrono_later());
+    assert_eq!(app.db.storage.purge_audit(later).await.unwrap(), log.len() as u64);
+    assert!(app.db.storage.audit_log(10).await.unwrap().is_empty());
+}
+
+/// A minute from now.
+fn chrono_later() -> chrono::DateTime<chrono::Utc> {
+    chrono::Utc::now() + chrono::Duration::minutes(1)
+}
