@@ -2,7 +2,8 @@
 //! each service of `docker-compose.yml` that runs IsoCrates starts with the configuration
 //! it passes (production refusals included), sets only variables the binary reads, names
 //! only secret files that are mounted, and publishes no port but the API's on loopback;
-//! the `Dockerfile` runs as a user without privileges on the port the API listens on.
+//! the `Dockerfile` runs as a user without privileges on the port the API listens on; and
+//! neither `.env` nor `secrets/` can be committed.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -194,4 +195,20 @@ fn the_image_runs_unprivileged_on_the_port_the_api_listens_on() {
     for never in [".env", "secrets", "*.db", "target"] {
         assert!(ignored.lines().any(|l| l.trim() == never), ".dockerignore lacks {never}");
     }
+}
+
+#[test]
+fn secrets_and_the_env_file_are_never_committed() {
+    let ignored = std::fs::read_to_string(root().join(".gitignore")).unwrap();
+    for never in [".env", "secrets/", "*.db"] {
+        assert!(ignored.lines().any(|l| l.trim() == never), ".gitignore lacks {never}");
+    }
+    // And none is in the repository now.
+    let tracked = std::process::Command::new("git")
+        .args(["ls-files", "--", ".env", "secrets", "*.db"])
+        .current_dir(root())
+        .output()
+        .unwrap();
+    assert!(tracked.status.success());
+    assert!(tracked.stdout.is_empty(), "committed: {}", String::from_utf8_lossy(&tracked.stdout));
 }
