@@ -3,7 +3,7 @@
 //! first `X-Forwarded-For` address when the peer is one of `TRUSTED_PROXIES` (the reverse
 //! proxy); from anyone else the header is ignored, so a client cannot pick its own bucket.
 //!
-//! The buckets live in this process: several API processes behind one proxy each allow
+//! An IPv6 client counts by its /64. The buckets live in this process: several API processes behind one proxy each allow
 //! the rate, so a client may reach it once per process.
 //!
 //! `/`, `/health`, `/health/deep` and `/metrics` are never limited, nor CORS preflights. A
@@ -66,26 +66,26 @@ impl RateLimiter {
         })
     }
 
-    /// The client a request comes from: the peer, or the first address of
+    /// The bucket of the client a request comes from: the peer, or the first address of
     /// `X-Forwarded-For` when the peer is a trusted proxy. Without a peer (a request
     /// handled in-process), every such request shares one bucket.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
         let Some(peer) = peer else {
             return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         };
-        let peer = canonical(peer);
+        let peer = unmapped(peer);
         if !self.trusted.iter().any(|net| net.contains(&peer)) {
-            return peer;
+            return bucket_key(peer);
         }
-        headers
+        let forwarded = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
             .next()
             .and_then(|first| first.trim().parse::<IpAddr>().ok())
-            .map(canonical)
-            .unwrap_or(peer)
+            .map(unmapped);
+        bucket_key(forwarded.unwrap_or(peer))
     }
 
     /// Takes a token from `client`'s bucket, or answers in how many seconds one is due.
@@ -103,9 +103,20 @@ impl RateLimiter {
 }
 
 /// An IPv4 address seen through an IPv6 socket (`::ffff:10.0.0.1`) is that IPv4 address.
-fn canonical(ip: IpAddr) -> IpAddr {
+fn unmapped(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
+/// The bucket's key for a client's address: an IPv6 address counts by its /64, the block
+/// one client is given, so that cycling through a block's addresses buys nothing.
+fn bucket_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => {
+            IpAddr::V6(std::net::Ipv6Addr::from(u128::from(v6) & !u128::from(u64::MAX)))
+        }
         v4 => v4,
     }
 }
@@ -186,6 +197,25 @@ mod tests {
         assert_eq!(l.client(Some(proxy), &HeaderMap::new()), proxy);
         let mapped: IpAddr = "::ffff:192.168.1.7".parse().unwrap();
         assert_eq!(l.client(Some(mapped), &forwarded("198.51.100.4")), client);
+        // A trusted proxy named by its own IPv6 address is trusted, not its block.
+        let v6 = limiter(5, "2001:db8::5");
+        let proxy6: IpAddr = "2001:db8::5".parse().unwrap();
+        let neighbour: IpAddr = "2001:db8::6".parse().unwrap();
+        assert_eq!(v6.client(Some(proxy6), &forwarded("198.51.100.4")), client);
+        assert_ne!(v6.client(Some(neighbour), &forwarded("198.51.100.4")), client);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_its_slash_64() {
+        let l = limiter(1, "");
+        let a: IpAddr = "2001:db8:1:2::1".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::9".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::1".parse().unwrap();
+        let key = l.client(Some(a), &HeaderMap::new());
+        assert_eq!(key, l.client(Some(b), &HeaderMap::new()));
+        assert!(l.check(key).is_ok());
+        assert!(l.check(l.client(Some(b), &HeaderMap::new())).is_err());
+        assert!(l.check(l.client(Some(other), &HeaderMap::new())).is_ok());
     }
 
     #[test]
