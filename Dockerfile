@@ -20,16 +20,18 @@ FROM debian:bookworm-slim
 RUN apt-get update \
     && apt-get install -y --no-install-recommends ca-certificates \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --user-group --home-dir /var/lib/isocrates --create-home isocrates
+    && useradd --system --uid 10001 --user-group --home-dir /var/lib/isocrates --create-home isocrates \
+    && mkdir -p /var/lib/isocrates/repos \
+    && chown -R 10001:10001 /var/lib/isocrates
 COPY --from=build /usr/local/bin/isocrates /usr/local/bin/isocrates
 USER 10001:10001
 WORKDIR /var/lib/isocrates
-# Clones and (without DATABASE_URL) the SQLite file live in the one volume, which no web
-# server serves.
+# Clones and (without DATABASE_URL or DATABASE_URL_FILE) the SQLite file `isocrates.db`
+# live in the working folder, one volume that no web server serves. The folders exist in
+# the image, owned by the user, so that a new named volume mounted on them is too.
 ENV HOST=0.0.0.0 \
     PORT=8000 \
-    REPOS_DIR=/var/lib/isocrates/repos \
-    DATABASE_URL=sqlite:///var/lib/isocrates/isocrates.db
+    REPOS_DIR=/var/lib/isocrates/repos
 VOLUME ["/var/lib/isocrates"]
 EXPOSE 8000
 ENTRYPOINT ["isocrates"]

@@ -5,7 +5,7 @@
 //! the `Dockerfile` runs as a user without privileges on the port the API listens on; and
 //! neither `.env` nor `secrets/` can be committed.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde_yaml::Value;
@@ -88,6 +88,30 @@ fn secret_content(name: &str) -> &'static str {
     }
 }
 
+/// The `ENV` of the Dockerfile's last stage, continuation lines joined.
+fn image_env() -> HashMap<String, String> {
+    let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+    let runtime = dockerfile.rsplit("\nFROM ").next().unwrap().to_string();
+    let mut env = HashMap::new();
+    let mut lines = runtime.lines();
+    while let Some(line) = lines.next() {
+        let Some(mut instruction) = line.strip_prefix("ENV ").map(str::to_string) else {
+            continue;
+        };
+        while instruction.ends_with('\\') {
+            instruction.pop();
+            instruction.push(' ');
+            instruction.push_str(lines.next().unwrap_or_default());
+        }
+        for pair in instruction.split_whitespace() {
+            if let Some((k, v)) = pair.split_once('=') {
+                env.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    env
+}
+
 #[test]
 fn every_isocrates_service_starts_with_what_compose_passes() {
     let compose = compose();
@@ -106,7 +130,8 @@ fn every_isocrates_service_starts_with_what_compose_passes() {
         for secret in &mounted {
             assert!(declared.contains(secret), "{name} mounts {secret}, which is not declared");
         }
-        let mut vars: HashMap<String, String> = HashMap::new();
+        // The container's environment: the image's, then the service's over it.
+        let mut vars: HashMap<String, String> = image_env();
         for (key, value) in service["environment"].as_mapping().unwrap() {
             let (key, value) = (text(key), interpolate(&text(value)));
             let base = key.strip_suffix("_FILE").unwrap_or(&key);
@@ -129,6 +154,16 @@ fn every_isocrates_service_starts_with_what_compose_passes() {
             vars.insert(key, value);
         }
         assert_eq!(vars.get("ENVIRONMENT").map(String::as_str), Some("production"), "{name}");
+        // A named volume takes the owner of the folder it is mounted on, so each must exist
+        // in the image, where the user owns it.
+        let dockerfile = std::fs::read_to_string(root().join("Dockerfile")).unwrap();
+        for volume in list(&service["volumes"]) {
+            let target = volume.split(':').nth(1).unwrap();
+            assert!(
+                dockerfile.contains(&format!("mkdir -p {target}")),
+                "{name} mounts {target}, which the image does not create for its user"
+            );
+        }
         let config = Config::from_vars(&vars).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert!(config.auth_enabled && config.production, "{name}");
         assert!(config.webhook_secret.is_some(), "{name}: auth on needs the webhook secret");
@@ -155,6 +190,10 @@ fn every_isocrates_service_starts_with_what_compose_passes() {
             assert!(service.get("ports").is_none(), "{name} publishes a port");
         }
     }
+    // Only the network's gateway, where the host's proxy arrives, is a trusted proxy.
+    let gateway = text(&compose["networks"]["default"]["ipam"]["config"][0]["gateway"]);
+    let api_env = &services[&Value::from("api")]["environment"];
+    assert_eq!(interpolate(&text(&api_env["TRUSTED_PROXIES"])), gateway);
     let db = &services[&Value::from("db")];
     assert!(db.get("healthcheck").is_some());
     assert!(list(&db["volumes"]).iter().any(|v| v.starts_with("pgdata:")));
@@ -169,25 +208,7 @@ fn the_image_runs_unprivileged_on_the_port_the_api_listens_on() {
     let runtime = dockerfile.rsplit("\nFROM ").next().unwrap();
     let user = runtime.lines().find_map(|l| l.strip_prefix("USER ")).expect("a USER line");
     assert!(!user.starts_with("root") && !user.starts_with("0"), "runs as {user}");
-    // ENV instructions, with their continuation lines joined.
-    let mut env: BTreeMap<String, String> = BTreeMap::new();
-    let mut lines = runtime.lines();
-    while let Some(line) = lines.next() {
-        let Some(mut instruction) = line.strip_prefix("ENV ").map(str::to_string) else {
-            continue;
-        };
-        while instruction.ends_with('\\') {
-            instruction.pop();
-            instruction.push(' ');
-            instruction.push_str(lines.next().unwrap_or_default());
-        }
-        for pair in instruction.split_whitespace() {
-            if let Some((k, v)) = pair.split_once('=') {
-                env.insert(k.to_string(), v.to_string());
-            }
-        }
-    }
-    let vars: HashMap<String, String> = env.into_iter().collect();
+    let vars = image_env();
     let config = Config::from_vars(&vars).unwrap();
     assert!(runtime.contains(&format!("EXPOSE {}", config.port)), "EXPOSE {}", config.port);
     assert_eq!(config.host, "0.0.0.0");

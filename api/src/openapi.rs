@@ -160,6 +160,8 @@ pub mod shapes {
         pub queued: u64,
         /// Running.
         pub running: u64,
+        /// Paused, waiting for an operator.
+        pub paused: u64,
         /// Failed.
         pub failed: u64,
     }
@@ -195,6 +197,15 @@ pub mod shapes {
         /// Why, when it is not `ok`.
         #[serde(skip_serializing_if = "Option::is_none")]
         pub detail: Option<String>,
+        /// The queue only: runs waiting.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub queued: Option<u64>,
+        /// The queue only: runs running.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub running: Option<u64>,
+        /// The queue only: workers that reported recently.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub workers: Option<u64>,
     }
 
     /// The components of `GET /health/deep`.

@@ -1,7 +1,9 @@
 //! Rate limiting per client: a token bucket of `RATE_LIMIT_PER_MINUTE` requests for each
-//! client address, refilled evenly over the minute. The client is the TCP peer, or the
-//! first `X-Forwarded-For` address when the peer is one of `TRUSTED_PROXIES` (the reverse
-//! proxy); from anyone else the header is ignored, so a client cannot pick its own bucket.
+//! client address, refilled evenly over the minute. The client is the TCP peer, or, when
+//! the peer is one of `TRUSTED_PROXIES` (the reverse proxy), the `X-Forwarded-For` address
+//! nearest it that is no trusted proxy: the first and only one behind a proxy that
+//! replaces the header, and never one the client wrote itself behind a proxy that appends.
+//! From anyone else the header is ignored, so a client cannot pick its own bucket.
 //!
 //! An IPv6 client counts by its /64. The buckets live in this process: several API processes behind one proxy each allow
 //! the rate, so a client may reach it once per process.
@@ -66,26 +68,40 @@ impl RateLimiter {
         })
     }
 
-    /// The bucket of the client a request comes from: the peer, or the first address of
-    /// `X-Forwarded-For` when the peer is a trusted proxy. Without a peer (a request
-    /// handled in-process), every such request shares one bucket.
+    /// The bucket of the client a request comes from. From a peer that is no trusted
+    /// proxy, the peer. From a trusted proxy, `X-Forwarded-For` read from the right (the
+    /// proxy's end): the first address that is not itself a trusted proxy. With a proxy
+    /// that replaces the header that is its only address, the first; with one that
+    /// appends, whatever the client wrote further left is never reached. A header that
+    /// does not parse there leaves the request in the proxy's own bucket. Without a peer (a
+    /// request handled in-process), every such request shares one bucket.
     pub fn client(&self, peer: Option<IpAddr>, headers: &HeaderMap) -> IpAddr {
         let Some(peer) = peer else {
             return IpAddr::V4(Ipv4Addr::UNSPECIFIED);
         };
-        let peer = unmapped(peer);
-        if !self.trusted.iter().any(|net| net.contains(&peer)) {
-            return bucket_key(peer);
+        let mut client = unmapped(peer);
+        if !self.is_trusted(client) {
+            return bucket_key(client);
         }
-        let forwarded = headers
+        let hops: Vec<&str> = headers
             .get_all("x-forwarded-for")
             .iter()
             .filter_map(|v| v.to_str().ok())
             .flat_map(|v| v.split(','))
-            .next()
-            .and_then(|first| first.trim().parse::<IpAddr>().ok())
-            .map(unmapped);
-        bucket_key(forwarded.unwrap_or(peer))
+            .map(str::trim)
+            .collect();
+        for hop in hops.iter().rev() {
+            let Ok(ip) = hop.parse::<IpAddr>().map(unmapped) else { break };
+            client = ip;
+            if !self.is_trusted(ip) {
+                break;
+            }
+        }
+        bucket_key(client)
+    }
+
+    fn is_trusted(&self, ip: IpAddr) -> bool {
+        self.trusted.iter().any(|net| net.contains(&ip))
     }
 
     /// Takes a token from `client`'s bucket, or answers in how many seconds one is due.
@@ -194,6 +210,14 @@ mod tests {
         assert_eq!(l.client(Some(proxy), &forwarded("198.51.100.4, 10.1.2.3")), client);
         assert_eq!(l.client(Some(stranger), &forwarded("198.51.100.4")), stranger);
         assert_eq!(l.client(Some(proxy), &forwarded("not an address")), proxy);
+        // Behind a proxy that appends, what the client wrote itself is never believed.
+        let appended = forwarded("6.6.6.6, 198.51.100.4");
+        assert_eq!(l.client(Some(proxy), &appended), client);
+        let two_proxies = forwarded("6.6.6.6, 198.51.100.4, 10.9.9.9");
+        assert_eq!(l.client(Some(proxy), &two_proxies), client);
+        let mut two_lines = forwarded("6.6.6.6");
+        two_lines.append("x-forwarded-for", "198.51.100.4".parse().unwrap());
+        assert_eq!(l.client(Some(proxy), &two_lines), client);
         assert_eq!(l.client(Some(proxy), &HeaderMap::new()), proxy);
         let mapped: IpAddr = "::ffff:192.168.1.7".parse().unwrap();
         assert_eq!(l.client(Some(mapped), &forwarded("198.51.100.4")), client);

@@ -71,6 +71,11 @@ struct Installed {
     version: String,
 }
 
+/// Whether the `embedding` column exists.
+const HAS_COLUMN: &str = "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+     WHERE table_schema = current_schema() AND table_name = 'embeddings' \
+     AND column_name = 'embedding') AS on";
+
 /// The version of pgvector created in the database, if any.
 const INSTALLED: &str = "SELECT extversion AS version FROM pg_extension WHERE extname = 'vector'";
 
@@ -85,15 +90,7 @@ impl Storage {
         let on = match &self.db {
             Db::Sqlite(_) => false,
             Db::Postgres(_) => {
-                let column: Option<Flag> = self
-                    .db
-                    .fetch_optional(
-                        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
-                         WHERE table_schema = current_schema() AND table_name = 'embeddings' \
-                         AND column_name = 'embedding') AS on",
-                        args![],
-                    )
-                    .await?;
+                let column: Option<Flag> = self.db.fetch_optional(HAS_COLUMN, args![]).await?;
                 let installed: Option<Installed> =
                     self.db.fetch_optional(INSTALLED, args![]).await?;
                 column.is_some_and(|f| f.on) && installed.is_some_and(|i| recent_enough(&i.version))
@@ -170,8 +167,49 @@ impl Storage {
                 OLDEST.0, OLDEST.1
             )));
         }
-        tx.execute("ALTER TABLE embeddings ADD COLUMN IF NOT EXISTS embedding vector", args![])
+        // Checked first: ALTER TABLE locks the table even when it has nothing to do, and
+        // every process start comes here.
+        let column: Option<Flag> = tx.fetch_optional(HAS_COLUMN, args![]).await?;
+        if !column.is_some_and(|f| f.on) {
+            tx.execute("ALTER TABLE embeddings ADD COLUMN embedding vector", args![]).await?;
+        }
+        // A process without pgvector (an older one during an upgrade, say) rewrites a
+        // vector without its column: the column is then cleared rather than left stale, and
+        // the next start copies it again.
+        let function: Option<Flag> = tx
+            .fetch_optional(
+                "SELECT EXISTS (SELECT 1 FROM pg_proc \
+                 WHERE proname = 'isocrates_embedding_follows_vector') AS on",
+                args![],
+            )
             .await?;
+        // Made once, by whoever enables pgvector first (it may be another user than ours).
+        if !function.is_some_and(|f| f.on) {
+            tx.execute(
+                "CREATE FUNCTION isocrates_embedding_follows_vector() RETURNS trigger \
+             LANGUAGE plpgsql AS $$ BEGIN \
+             IF NEW.vector IS DISTINCT FROM OLD.vector \
+             AND NEW.embedding IS NOT DISTINCT FROM OLD.embedding THEN \
+             NEW.embedding := NULL; END IF; RETURN NEW; END $$",
+                args![],
+            )
+            .await?;
+        }
+        let trigger: Option<Flag> = tx
+            .fetch_optional(
+                "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                 WHERE tgname = 'embeddings_vector_changed') AS on",
+                args![],
+            )
+            .await?;
+        if !trigger.is_some_and(|f| f.on) {
+            tx.execute(
+                "CREATE TRIGGER embeddings_vector_changed BEFORE UPDATE ON embeddings \
+                 FOR EACH ROW EXECUTE FUNCTION isocrates_embedding_follows_vector()",
+                args![],
+            )
+            .await?;
+        }
 
         #[derive(sqlx::FromRow)]
         struct Stored {
@@ -215,7 +253,9 @@ impl Storage {
         let mut built = Vec::new();
         for size in sizes {
             if size.dims <= MAX_INDEXED_DIMS {
-                tx.execute(index_statement(size.dims), args![]).await?;
+                if !index_exists(&mut tx, size.dims).await? {
+                    tx.execute(index_statement(size.dims), args![]).await?;
+                }
                 built.push(size.dims);
             }
         }
@@ -238,8 +278,10 @@ impl Storage {
         let built = async {
             let mut tx = self.db.begin().await?;
             tx.execute("SELECT pg_advisory_xact_lock($1)", args![SETUP_LOCK]).await?;
-            tx.execute(index_statement(dims), args![]).await?;
-            tx.commit().await
+            if !index_exists(&mut tx, dims).await? {
+                tx.execute(index_statement(dims), args![]).await?;
+            }
+            tx.commit().await.map_err(Error::from)
         }
         .await;
         match built {
@@ -279,7 +321,8 @@ impl Storage {
         q.push_int(dims).push(
             ")) AS distance FROM embeddings e JOIN documents d ON d.id = e.doc_id WHERE e.dims = ",
         );
-        q.push_int(dims).push(" AND e.embedding IS NOT NULL AND e.model = ").bind(model);
+        q.push_int(dims).push(" AND e.embedding IS NOT NULL AND vector_dims(e.embedding) = ");
+        q.push_int(dims).push(" AND e.model = ").bind(model);
         q.push(" AND d.deleted_at IS NULL AND d.id <> ").bind(except.unwrap_or(""));
         scope.restrict(&mut q, "d.path");
         q.push(" ORDER BY distance LIMIT ").push_int(limit as i64);
@@ -308,6 +351,19 @@ impl Storage {
         found.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
         Ok(found)
     }
+}
+
+/// Whether the HNSW index of vectors of `dims` values exists. Asked first, since CREATE
+/// INDEX IF NOT EXISTS still waits for the table's writers.
+async fn index_exists(tx: &mut isocrates_db::Tx, dims: i64) -> Result<bool, Error> {
+    let found: Option<Flag> = tx
+        .fetch_optional(
+            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
+             AND indexname = $1) AS on",
+            args![format!("embeddings_hnsw_{dims}")],
+        )
+        .await?;
+    Ok(found.is_some_and(|f| f.on))
 }
 
 /// The statement building the HNSW index of vectors of `dims` values.

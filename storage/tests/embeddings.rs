@@ -187,3 +187,30 @@ async fn pgvector_finds_the_true_neighbours_within_a_narrow_scope() {
     // HNSW is approximate; on this data it misses at most a few of 200 true neighbours.
     assert!(hits >= 190, "recall {hits}/200");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vector_rewritten_without_pgvector_is_never_ranked_by_its_stale_copy() {
+    let db = TestDb::postgres().await;
+    assert!(db.storage.uses_pgvector().await.unwrap());
+    compass(&db.storage).await;
+    let north = db.storage.similar(&[1.0, 0.0, 0.0], MODEL, &ReadScope::All, None, 1).await;
+    let north = north.unwrap().remove(0);
+    // What a process without pgvector writes: the bytes alone, now pointing south.
+    let south: Vec<u8> = [-1.0f32, 0.0, 0.0].iter().flat_map(|f| f.to_le_bytes()).collect();
+    db.storage
+        .db()
+        .execute(
+            "UPDATE embeddings SET vector = $1 WHERE doc_id = $2",
+            vec![isocrates_db::Arg::Bytes(south), isocrates_db::Arg::from(north.id.as_str())],
+        )
+        .await
+        .unwrap();
+    let found = db.storage.similar(&[1.0, 0.0, 0.0], MODEL, &ReadScope::All, None, 1).await;
+    assert_eq!(titles(&found.unwrap()), ["North by east"], "the stale copy is not used");
+    // The next start copies the new vector into the column.
+    let reopened = Storage::open(&db.url).await.unwrap();
+    let found = reopened.similar(&[-1.0, 0.0, 0.0], MODEL, &ReadScope::All, None, 2).await;
+    let found = found.unwrap();
+    assert!(found.iter().all(|s| s.title == "North" || s.title == "South"), "{found:?}");
+    reopened.db().close().await;
+}

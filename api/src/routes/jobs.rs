@@ -87,8 +87,11 @@ struct ListParams {
     /// Only jobs in this status.
     #[param(value_type = Option<String>, pattern = "^(queued|running|paused|completed|failed|cancelled|skipped)$")]
     status: Option<RunStatus>,
+    /// Jobs at most.
     #[serde(default = "ten")]
+    #[param(minimum = 1, maximum = 100, default = 10)]
     limit: i64,
+    /// The id of the last job of the previous page: the page goes on after it.
     before: Option<String>,
 }
 

@@ -22,6 +22,8 @@ use crate::routes::audit;
 pub const MIN_PASSWORD: usize = 8;
 /// The longest password accepted; it bounds the cost of hashing.
 pub const MAX_PASSWORD: usize = 1024;
+/// The longest email a login is tried with (the longest an address can be).
+const MAX_LOGIN_EMAIL: usize = 254;
 /// The life of a service token when none is asked, in hours (one year).
 pub const DEFAULT_TOKEN_HOURS: i64 = 8_760;
 
@@ -125,7 +127,9 @@ async fn login(
     Json(body): Json<LoginBody>,
 ) -> Result<axum::Json<Value>, Error> {
     let invalid = || Error::Unauthorized("Invalid email or password".to_string());
-    if body.password.len() > MAX_PASSWORD {
+    // No account has an email or password this long: refused before any work, and before
+    // anything reaches the audit log.
+    if body.password.len() > MAX_PASSWORD || body.email.len() > MAX_LOGIN_EMAIL {
         return Err(invalid());
     }
     let found = state.storage().user_for_login(&body.email).await?;
