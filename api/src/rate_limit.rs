@@ -5,8 +5,9 @@
 //! replaces the header, and never one the client wrote itself behind a proxy that appends.
 //! From anyone else the header is ignored, so a client cannot pick its own bucket.
 //!
-//! An IPv6 client counts by its /64. The buckets live in this process: several API processes behind one proxy each allow
-//! the rate, so a client may reach it once per process.
+//! An IPv6 client counts by its /64. The buckets live in this process: several API
+//! processes behind one proxy each allow the rate, so a client may reach it once per
+//! process.
 //!
 //! `/`, `/health`, `/health/deep` and `/metrics` are never limited, nor CORS preflights. A
 //! limited request answers 429 `RATE_LIMITED` with `Retry-After`.

@@ -6,7 +6,13 @@
 //! on the server and this database user may create it (or someone already did), adds the
 //! column, copies the vectors already stored into it and builds the indexes; otherwise
 //! similarity is computed by the store from the bytes, as on SQLite, and a line says why.
-//! The bytes stay the record either way, so the column can be rebuilt from them at any time.
+//! The bytes stay the record either way, so the column can be rebuilt from them at any time:
+//! a trigger clears the column when a process without pgvector rewrites a vector, and the
+//! next start copies it again.
+//!
+//! FIXME: the first enabling copies every stored vector and builds the index in one
+//! transaction (50 s at 100,000 vectors, see BENCHMARKS.md), while similarity queries wait;
+//! copying in batches committed apart and `CREATE INDEX CONCURRENTLY` would avoid the wait.
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
@@ -187,10 +193,10 @@ impl Storage {
         if !function.is_some_and(|f| f.on) {
             tx.execute(
                 "CREATE FUNCTION isocrates_embedding_follows_vector() RETURNS trigger \
-             LANGUAGE plpgsql AS $$ BEGIN \
-             IF NEW.vector IS DISTINCT FROM OLD.vector \
-             AND NEW.embedding IS NOT DISTINCT FROM OLD.embedding THEN \
-             NEW.embedding := NULL; END IF; RETURN NEW; END $$",
+                 LANGUAGE plpgsql AS $$ BEGIN \
+                 IF NEW.vector IS DISTINCT FROM OLD.vector \
+                 AND NEW.embedding IS NOT DISTINCT FROM OLD.embedding THEN \
+                 NEW.embedding := NULL; END IF; RETURN NEW; END $$",
                 args![],
             )
             .await?;
