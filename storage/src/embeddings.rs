@@ -80,6 +80,11 @@ pub(crate) fn from_bytes(bytes: &[u8]) -> Vec<f32> {
     bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
 }
 
+/// Sorts by score, best first, ties by id, so that every way of ranking answers alike.
+pub(crate) fn best_first(found: &mut [Similar]) {
+    found.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+}
+
 fn cosine(a: &[f32], b: &[f32]) -> f32 {
     if a.len() != b.len() || a.is_empty() {
         return 0.0;
@@ -246,7 +251,7 @@ impl Storage {
                 description: r.description,
             })
             .collect();
-        found.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        best_first(&mut found);
         found.truncate(limit);
         Ok(found)
     }

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use isocrates_db::{Db, QueryBuilder, args};
 
 use crate::documents::ReadScope;
-use crate::embeddings::{Similar, from_bytes};
+use crate::embeddings::{Similar, best_first, from_bytes};
 use crate::{Error, Storage};
 
 /// Vectors longer than this are stored in the column but not indexed: pgvector's HNSW
@@ -175,22 +175,16 @@ impl Storage {
         }
         // Checked first: ALTER TABLE locks the table even when it has nothing to do, and
         // every process start comes here.
-        let column: Option<Flag> = tx.fetch_optional(HAS_COLUMN, args![]).await?;
-        if !column.is_some_and(|f| f.on) {
+        if !holds(&mut tx, HAS_COLUMN, args![]).await? {
             tx.execute("ALTER TABLE embeddings ADD COLUMN embedding vector", args![]).await?;
         }
         // A process without pgvector (an older one during an upgrade, say) rewrites a
         // vector without its column: the column is then cleared rather than left stale, and
         // the next start copies it again.
-        let function: Option<Flag> = tx
-            .fetch_optional(
-                "SELECT EXISTS (SELECT 1 FROM pg_proc \
-                 WHERE proname = 'isocrates_embedding_follows_vector') AS on",
-                args![],
-            )
-            .await?;
         // Made once, by whoever enables pgvector first (it may be another user than ours).
-        if !function.is_some_and(|f| f.on) {
+        let has_function = "SELECT EXISTS (SELECT 1 FROM pg_proc \
+                            WHERE proname = 'isocrates_embedding_follows_vector') AS on";
+        if !holds(&mut tx, has_function, args![]).await? {
             tx.execute(
                 "CREATE FUNCTION isocrates_embedding_follows_vector() RETURNS trigger \
                  LANGUAGE plpgsql AS $$ BEGIN \
@@ -201,14 +195,9 @@ impl Storage {
             )
             .await?;
         }
-        let trigger: Option<Flag> = tx
-            .fetch_optional(
-                "SELECT EXISTS (SELECT 1 FROM pg_trigger \
-                 WHERE tgname = 'embeddings_vector_changed') AS on",
-                args![],
-            )
-            .await?;
-        if !trigger.is_some_and(|f| f.on) {
+        let has_trigger = "SELECT EXISTS (SELECT 1 FROM pg_trigger \
+                           WHERE tgname = 'embeddings_vector_changed') AS on";
+        if !holds(&mut tx, has_trigger, args![]).await? {
             tx.execute(
                 "CREATE TRIGGER embeddings_vector_changed BEFORE UPDATE ON embeddings \
                  FOR EACH ROW EXECUTE FUNCTION isocrates_embedding_follows_vector()",
@@ -354,7 +343,7 @@ impl Storage {
             })
             .collect();
         // A relaxed scan may return neighbours slightly out of order.
-        found.sort_by(|a, b| b.score.total_cmp(&a.score).then_with(|| a.id.cmp(&b.id)));
+        best_first(&mut found);
         Ok(found)
     }
 }
@@ -362,13 +351,18 @@ impl Storage {
 /// Whether the HNSW index of vectors of `dims` values exists. Asked first, since CREATE
 /// INDEX IF NOT EXISTS still waits for the table's writers.
 async fn index_exists(tx: &mut isocrates_db::Tx, dims: i64) -> Result<bool, Error> {
-    let found: Option<Flag> = tx
-        .fetch_optional(
-            "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
-             AND indexname = $1) AS on",
-            args![format!("embeddings_hnsw_{dims}")],
-        )
-        .await?;
+    let sql = "SELECT EXISTS (SELECT 1 FROM pg_indexes WHERE schemaname = current_schema() \
+               AND indexname = $1) AS on";
+    holds(tx, sql, args![format!("embeddings_hnsw_{dims}")]).await
+}
+
+/// The answer of `sql`, a `SELECT EXISTS (...) AS on` about the catalog.
+async fn holds(
+    tx: &mut isocrates_db::Tx,
+    sql: &'static str,
+    args: isocrates_db::Args,
+) -> Result<bool, Error> {
+    let found: Option<Flag> = tx.fetch_optional(sql, args).await?;
     Ok(found.is_some_and(|f| f.on))
 }
 
