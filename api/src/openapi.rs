@@ -30,6 +30,15 @@ pub struct ErrorBody {
     pub detail: String,
 }
 
+/// The `{doc_id}` of a document's paths, described once for all of them.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("doc_id"), parameter_in = Path)]
+pub(crate) struct DocId(
+    /// The document's id.
+    #[allow(dead_code)]
+    String,
+);
+
 #[derive(OpenApi)]
 #[openapi(
     info(

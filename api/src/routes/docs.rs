@@ -260,7 +260,7 @@ async fn generate_id(Json(body): Json<GenerateIdBody>) -> Result<axum::Json<Valu
     Ok(axum::Json(json!({ "doc_id": id })))
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}", tag = "documents", params(crate::openapi::DocId),
     responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn show(
     State(state): State<AppState>,
@@ -284,7 +284,7 @@ struct UpdateBody {
     version: Option<i64>,
 }
 
-#[utoipa::path(put, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = UpdateBody,
+#[utoipa::path(put, path = "/api/docs/{doc_id}", tag = "documents", params(crate::openapi::DocId), request_body = UpdateBody,
     responses((status = 200, description = "The document at its new version", body = DocumentOut)))]
 async fn update(
     State(state): State<AppState>,
@@ -309,7 +309,7 @@ struct MoveBody {
     target_path: String,
 }
 
-#[utoipa::path(put, path = "/api/docs/{doc_id}/move", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = MoveBody,
+#[utoipa::path(put, path = "/api/docs/{doc_id}/move", tag = "documents", params(crate::openapi::DocId), request_body = MoveBody,
     responses((status = 200, description = "The document in its new folder, with the same id", body = DocumentOut)))]
 async fn move_doc(
     State(state): State<AppState>,
@@ -330,7 +330,7 @@ struct KeywordsBody {
     keywords: Vec<String>,
 }
 
-#[utoipa::path(put, path = "/api/docs/{doc_id}/keywords", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = KeywordsBody,
+#[utoipa::path(put, path = "/api/docs/{doc_id}/keywords", tag = "documents", params(crate::openapi::DocId), request_body = KeywordsBody,
     responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn set_keywords(
     State(state): State<AppState>,
@@ -348,7 +348,7 @@ struct RepoBody {
     repo_url: String,
 }
 
-#[utoipa::path(put, path = "/api/docs/{doc_id}/repo", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")), request_body = RepoBody,
+#[utoipa::path(put, path = "/api/docs/{doc_id}/repo", tag = "documents", params(crate::openapi::DocId), request_body = RepoBody,
     responses((status = 200, description = "The document", body = DocumentOut)))]
 async fn set_repo(
     State(state): State<AppState>,
@@ -386,7 +386,7 @@ async fn any_readable(state: &AppState, caller: &Caller, id: &str) -> Result<Doc
     }
 }
 
-#[utoipa::path(delete, path = "/api/docs/{doc_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(delete, path = "/api/docs/{doc_id}", tag = "documents", params(crate::openapi::DocId),
     responses((status = 204, description = "In the trash")))]
 async fn soft_delete(
     State(state): State<AppState>,
@@ -400,7 +400,7 @@ async fn soft_delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-#[utoipa::path(post, path = "/api/docs/{doc_id}/restore", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(post, path = "/api/docs/{doc_id}/restore", tag = "documents", params(crate::openapi::DocId),
     responses((status = 200, description = "The document, out of the trash", body = DocumentOut)))]
 async fn restore(
     State(state): State<AppState>,
@@ -414,7 +414,7 @@ async fn restore(
     Ok(axum::Json(DocumentOut::from(doc)))
 }
 
-#[utoipa::path(delete, path = "/api/docs/{doc_id}/permanent", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(delete, path = "/api/docs/{doc_id}/permanent", tag = "documents", params(crate::openapi::DocId),
     responses((status = 204, description = "Gone for good (admin)")))]
 async fn purge(
     State(state): State<AppState>,
@@ -443,7 +443,7 @@ fn fifty() -> i64 {
     50
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/versions", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), VersionsQuery),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions", tag = "documents", params(crate::openapi::DocId, VersionsQuery),
     responses((status = 200, description = "Newest first", body = Vec<VersionOut>)))]
 async fn versions(
     State(state): State<AppState>,
@@ -458,7 +458,7 @@ async fn versions(
     Ok(axum::Json(versions.into_iter().map(VersionOut::from).collect()))
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/latest", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/latest", tag = "documents", params(crate::openapi::DocId),
     responses((status = 200, description = "The newest version", body = VersionOut)))]
 async fn latest_version(
     State(state): State<AppState>,
@@ -472,7 +472,7 @@ async fn latest_version(
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: "latest".to_string() })
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/{version_id}", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("version_id" = String, Path, description = "The version's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/versions/{version_id}", tag = "documents", params(crate::openapi::DocId, ("version_id" = String, Path, description = "The version's id")),
     responses((status = 200, description = "The version", body = VersionOut)))]
 async fn version(
     State(state): State<AppState>,
@@ -486,7 +486,7 @@ async fn version(
         .ok_or_else(|| Error::NotFound { what: "version".to_string(), id: version_id })
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/proposals", tag = "documents", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/proposals", tag = "documents", params(crate::openapi::DocId),
     responses((status = 200, description = "What the model proposed beside a page a person wrote", body = Vec<ProposalOut>)))]
 async fn proposals(
     State(state): State<AppState>,
@@ -498,7 +498,7 @@ async fn proposals(
     Ok(axum::Json(proposals.into_iter().map(ProposalOut::from).collect()))
 }
 
-#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/accept", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("proposal_id" = String, Path, description = "The proposal's id")),
+#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/accept", tag = "documents", params(crate::openapi::DocId, ("proposal_id" = String, Path, description = "The proposal's id")),
     responses((status = 200, description = "The document at the proposal's text, and the proposal", body = crate::openapi::shapes::Accepted)))]
 async fn accept_proposal(
     State(state): State<AppState>,
@@ -522,7 +522,7 @@ async fn accept_proposal(
     })))
 }
 
-#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/dismiss", tag = "documents", params(("doc_id" = String, Path, description = "The document's id"), ("proposal_id" = String, Path, description = "The proposal's id")),
+#[utoipa::path(post, path = "/api/docs/{doc_id}/proposals/{proposal_id}/dismiss", tag = "documents", params(crate::openapi::DocId, ("proposal_id" = String, Path, description = "The proposal's id")),
     responses((status = 200, description = "The proposal, dismissed", body = ProposalOut)))]
 async fn dismiss_proposal(
     State(state): State<AppState>,

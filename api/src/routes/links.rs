@@ -67,7 +67,7 @@ async fn resolve(
     }
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/broken-links", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/broken-links", tag = "wikilinks", params(crate::openapi::DocId),
     responses((status = 200, description = "Each link of the document, by target", body = Vec<crate::openapi::shapes::LinkStatus>)))]
 async fn broken_links(
     State(state): State<AppState>,
@@ -83,7 +83,7 @@ async fn broken_links(
     Ok(axum::Json(Value::Array(out)))
 }
 
-#[utoipa::path(get, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(crate::openapi::DocId),
     responses((status = 200, description = "Links out and in, to readable documents", body = crate::openapi::shapes::Dependencies)))]
 async fn dependencies_of(
     State(state): State<AppState>,
@@ -112,7 +112,7 @@ struct DependencyBody {
     section: Option<String>,
 }
 
-#[utoipa::path(post, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(("doc_id" = String, Path, description = "The document's id")), request_body = DependencyBody,
+#[utoipa::path(post, path = "/api/docs/{doc_id}/dependencies", tag = "wikilinks", params(crate::openapi::DocId), request_body = DependencyBody,
     responses((status = 201, description = "The edge", body = DependencyOut)))]
 async fn add_dependency(
     State(state): State<AppState>,

@@ -103,7 +103,7 @@ struct LimitQuery {
 }
 
 /// The readable documents most like this one.
-#[utoipa::path(get, path = "/api/docs/{doc_id}/similar", tag = "search", params(("doc_id" = String, Path, description = "The document's id"), LimitQuery),
+#[utoipa::path(get, path = "/api/docs/{doc_id}/similar", tag = "search", params(crate::openapi::DocId, LimitQuery),
     responses((status = 200, description = "Most alike first", body = Vec<SimilarOut>)))]
 async fn similar_to_document(
     State(state): State<AppState>,
