@@ -75,6 +75,8 @@ pub struct Config {
     pub rate_limit: isocrates_api::RateLimitConfig,
     /// `CORS_ALLOWED_ORIGINS`: the origins browser pages may call the API from.
     pub cors_origins: Vec<String>,
+    /// `BASE_PATH`: the path the service answers under behind a proxy (`/docs`), or `""`.
+    pub base_path: String,
 }
 
 /// The default of `WORKERS`.
@@ -320,6 +322,7 @@ impl Config {
             audit_retention: retention_days(vars, "AUDIT_RETENTION_DAYS", 365)?,
             rate_limit,
             cors_origins: cors_origins(get(vars, "CORS_ALLOWED_ORIGINS").unwrap_or(""))?,
+            base_path: isocrates_api::web::base_path(get(vars, "BASE_PATH").unwrap_or(""))?,
         };
         config.check_production()?;
         Ok(config)

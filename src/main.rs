@@ -325,6 +325,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         webhook_secret: config.webhook_secret.clone(),
         rate_limit: config.rate_limit.clone(),
         cors_origins: config.cors_origins.clone(),
+        web: isocrates_api::web::WebConfig {
+            base_path: config.base_path.clone(),
+            secure_cookies: config.production,
+        },
     };
     let embedder = config
         .embeddings

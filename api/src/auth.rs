@@ -1,20 +1,28 @@
 //! Authentication: argon2id password hashes, HS256 tokens, and the extractors that turn a
 //! request into a [`Caller`]. The user's role and grants are read from the database on
 //! every request, so a deactivated user's token stops working at once.
+//!
+//! A token comes as `Authorization: Bearer`, or, for the web page, in the HttpOnly
+//! [`SESSION_COOKIE`]. A request that changes something on the strength of the cookie
+//! alone must also carry [`CSRF_HEADER`] with the session's [`TokenKeys::csrf`] token,
+//! which a page of another site cannot read or compute.
 
 use std::sync::LazyLock;
 
 use argon2::{Argon2, PasswordHasher, PasswordVerifier};
 use axum::extract::FromRequestParts;
-use axum::http::header::AUTHORIZATION;
+use axum::http::header::{AUTHORIZATION, COOKIE};
 use axum::http::request::Parts;
+use axum::http::{HeaderName, Method};
 use chrono::Utc;
+use hmac::{Hmac, KeyInit, Mac};
 use isocrates_storage::documents::ReadScope;
 use isocrates_storage::users::User;
 use isocrates_storage::{Action, Grant, Role, check_permission};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
+use sha2::Sha256;
 
 use crate::AppState;
 use crate::error::Error;
@@ -24,6 +32,10 @@ use crate::middleware::RequestId;
 pub const ISSUER: &str = "isocrates";
 /// How long a login token lasts.
 pub const LOGIN_TOKEN_HOURS: i64 = 24;
+/// The cookie that carries a web session's token.
+pub const SESSION_COOKIE: &str = "isocrates_session";
+/// The header in which a page sends its session's CSRF token.
+pub static CSRF_HEADER: HeaderName = HeaderName::from_static("x-csrf-token");
 
 /// The claims of an IsoCrates token.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -46,6 +58,9 @@ pub struct TokenKeys {
     encoding: EncodingKey,
     decoding: DecodingKey,
     validation: Validation,
+    /// The key of CSRF tokens, derived from the JWT secret so that it is never the same
+    /// bytes.
+    csrf_key: Vec<u8>,
 }
 
 impl std::fmt::Debug for TokenKeys {
@@ -66,7 +81,33 @@ impl TokenKeys {
         validation.set_issuer(&[ISSUER]);
         validation.set_required_spec_claims(&["exp", "iat", "iss", "sub"]);
         validation.leeway = 30;
-        Ok(TokenKeys { encoding, decoding, validation })
+        let csrf_key = {
+            let mut mac = Hmac::<Sha256>::new_from_slice(bytes)
+                .map_err(|e| format!("JWT_SECRET_KEY: {e}"))?;
+            mac.update(b"isocrates csrf key");
+            mac.finalize().into_bytes().to_vec()
+        };
+        Ok(TokenKeys { encoding, decoding, validation, csrf_key })
+    }
+
+    /// The CSRF token of the web session whose token is `session`: the first 128 bits of
+    /// an HMAC of it, in hex. Stateless: the same session always has the same one.
+    pub fn csrf(&self, session: &str) -> String {
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.csrf_key).expect("HMAC takes keys of any size");
+        mac.update(session.as_bytes());
+        hex::encode(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// Whether `given` is the CSRF token of `session`, compared in constant time.
+    pub fn csrf_matches(&self, session: &str, given: &str) -> bool {
+        let Ok(given) = hex::decode(given) else {
+            return false;
+        };
+        let mut mac =
+            Hmac::<Sha256>::new_from_slice(&self.csrf_key).expect("HMAC takes keys of any size");
+        mac.update(session.as_bytes());
+        given.len() == 16 && mac.verify_truncated_left(&given).is_ok()
     }
 
     /// A token for `user` that lasts `hours`.
@@ -245,6 +286,40 @@ fn bearer(parts: &Parts) -> Result<Option<&str>, Error> {
     }
 }
 
+/// The web session token of a request: the value of its [`SESSION_COOKIE`], if any.
+pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
+    headers
+        .get_all(COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
+        .map(|(_, value)| value)
+}
+
+/// The token a request authenticates with: its bearer token, else its session cookie. A
+/// request that writes with the cookie alone must carry the session's CSRF token.
+fn credential<'a>(parts: &'a Parts, keys: &TokenKeys) -> Result<Option<&'a str>, Error> {
+    if let Some(token) = bearer(parts)? {
+        return Ok(Some(token));
+    }
+    let Some(session) = session_cookie(&parts.headers) else {
+        return Ok(None);
+    };
+    let safe = matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS);
+    if !safe {
+        let given = parts.headers.get(&CSRF_HEADER).and_then(|v| v.to_str().ok());
+        if !given.is_some_and(|given| keys.csrf_matches(session, given)) {
+            return Err(Error::Forbidden(
+                "a change made with a session cookie needs the page's X-CSRF-Token header"
+                    .to_string(),
+            ));
+        }
+    }
+    Ok(Some(session))
+}
+
 async fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, Error> {
     let claims = state.keys().verify(token)?;
     let user = state.storage().user(&claims.sub).await?;
@@ -264,7 +339,7 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let caller = match bearer(parts)? {
+        let caller = match credential(parts, state.keys())? {
             Some(token) => caller_for_token(state, token).await?,
             None if !state.config().auth_enabled => Caller::development(),
             None => Caller::anonymous(state.config().public_read),
@@ -281,7 +356,7 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let caller = match bearer(parts)? {
+        let caller = match credential(parts, state.keys())? {
             Some(token) => caller_for_token(state, token).await?,
             None if !state.config().auth_enabled => Caller::development(),
             None => {

@@ -1,7 +1,8 @@
 //! The HTTP API of IsoCrates (axum). It is the only crate that knows status codes and JSON
 //! shapes: [`error`] holds the one error envelope, [`auth`] the tokens, passwords and the
 //! caller extractors, [`model`] the JSON shapes, and [`routes`] one module per section of
-//! the contract (service, users and grants, documents, search, wikilinks, jobs).
+//! the contract (service, users and grants, documents, search, wikilinks, jobs). [`web`]
+//! is the web page: server-rendered HTML over those same routes, called in-process.
 
 pub mod auth;
 pub mod embeddings;
@@ -13,6 +14,7 @@ pub mod model;
 pub mod openapi;
 pub mod rate_limit;
 pub mod routes;
+pub mod web;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -52,6 +54,8 @@ pub struct ApiConfig {
     /// `CORS_ALLOWED_ORIGINS`: the origins a browser page may call the API from, such as
     /// `https://docs.example.com`; none sends no CORS headers (same origin only).
     pub cors_origins: Vec<String>,
+    /// `BASE_PATH` and how the web page's session cookie is set.
+    pub web: web::WebConfig,
 }
 
 /// What answers questions about the documents (`POST /api/docs/ask/`): the writer model,
@@ -157,14 +161,11 @@ impl AppState {
     }
 }
 
-/// Every route, with the error envelope for unknown routes, methods, oversized bodies and
-/// panics, and the middleware: from the outside in, the request id and timing, CORS (so
-/// that every answer, a 429 too, carries its headers, and preflights are answered before
-/// they count), then the rate limit.
-pub fn router(state: AppState) -> Router {
-    let limit = state.config().max_body_bytes;
-    let cors = cors_layer(&state.config().cors_origins);
-    let routes = Router::new()
+/// The routes of the JSON API, with the error envelope for unknown routes, methods,
+/// oversized bodies and panics, but none of the outer middleware: what the web page calls
+/// in-process.
+fn api_routes(extra: Router<AppState>, limit: usize) -> Router<AppState> {
+    Router::new()
         .merge(routes::service::routes())
         .merge(routes::users::routes())
         .merge(routes::docs::routes())
@@ -177,19 +178,35 @@ pub fn router(state: AppState) -> Router {
         .merge(routes::jobs::routes())
         .merge(routes::webhooks::routes())
         .merge(routes::repositories::routes())
+        .merge(extra)
         .fallback(routes::no_route)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(extract::BodyLimit(limit)))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(middleware::panic_response))
+}
+
+/// Every route, the API's and the web page's, with the middleware: from the outside in,
+/// the request id and timing, CORS (so that every answer, a 429 too, carries its headers,
+/// and preflights are answered before they count), then the rate limit. Under `BASE_PATH`
+/// when one is set.
+pub fn router(state: AppState) -> Router {
+    let limit = state.config().max_body_bytes;
+    let cors = cors_layer(&state.config().cors_origins);
+    let inner = api_routes(Router::new(), limit).with_state(state.clone());
+    let routes = api_routes(web::routes(inner), limit)
         .layer(axum::middleware::from_fn_with_state(state.clone(), rate_limit::rate_limit));
     let routes = match cors {
         Some(cors) => routes.layer(cors),
         None => routes,
     };
-    routes
+    let routes = routes
         .layer(axum::middleware::from_fn_with_state(state.clone(), middleware::request_context))
-        .with_state(state)
+        .with_state(state.clone());
+    match state.config().web.base_path.as_str() {
+        "" => routes,
+        base => Router::new().nest(base, routes),
+    }
 }
 
 /// The CORS policy for `origins` (already checked at start-up): credentials allowed, the

@@ -39,7 +39,8 @@ pub struct RateLimitConfig {
     pub trusted_proxies: Vec<IpNet>,
 }
 
-/// Paths never limited: the service's own probes.
+/// Paths never limited: the service's own probes. The web page's built-in files under
+/// `/static/` are not limited either: they cost nothing and a page loads several.
 const EXEMPT: [&str; 4] = ["/", "/health", "/health/deep", "/metrics"];
 
 /// How many checks pass between two sweeps of idle buckets.
@@ -152,7 +153,8 @@ pub(crate) async fn rate_limit(
     let Some(limiter) = state.rate_limiter() else {
         return next.run(req).await;
     };
-    if EXEMPT.contains(&req.uri().path()) || is_preflight(&req) {
+    let path = req.uri().path();
+    if EXEMPT.contains(&path) || path.starts_with("/static/") || is_preflight(&req) {
         return next.run(req).await;
     }
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());

@@ -25,7 +25,9 @@ fn registered_routes() -> BTreeSet<(String, String)> {
         include_str!("../src/routes/users.rs"),
         include_str!("../src/routes/webhooks.rs"),
     ];
-    let mut routes = BTreeSet::new();
+    // `/` is routed by the web page, which answers a client that wants JSON with the
+    // service's description.
+    let mut routes = BTreeSet::from([("GET".to_string(), "/".to_string())]);
     for source in sources {
         for piece in source.split(".route(").skip(1) {
             let piece = piece.trim_start();

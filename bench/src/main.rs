@@ -206,6 +206,7 @@ async fn document_api(db: &TestDb) -> anyhow::Result<(SocketAddr, String, String
         webhook_secret: None,
         rate_limit: isocrates_api::RateLimitConfig::default(),
         cors_origins: Vec::new(),
+        web: Default::default(),
     };
     let engine = isocrates_engine::Engine::new(storage.db().clone(), Vec::new()).await?;
     let state = AppState::new(storage, engine, config).map_err(anyhow::Error::msg)?;

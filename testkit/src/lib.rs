@@ -6,6 +6,8 @@
 //! `postgres://postgres@127.0.0.1:5432/postgres`). When it is down the PostgreSQL tests
 //! fail, saying how to start it; they are never skipped.
 
+pub mod webdriver;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -364,6 +366,7 @@ impl TestApp {
             webhook_secret: Some(TEST_WEBHOOK_SECRET.to_string().into()),
             rate_limit: isocrates_api::RateLimitConfig::default(),
             cors_origins: Vec::new(),
+            web: Default::default(),
         };
         adjust(&mut config);
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");

@@ -1,4 +1,5 @@
-//! `/`, `/health` and `/health/deep`: what the service is and whether it works.
+//! `/`, `/health` and `/health/deep`: what the service is and whether it works. The web
+//! page answers `/` to a browser and hands other clients to [`root`].
 
 use axum::extract::State;
 use axum::routing::get;
@@ -12,7 +13,6 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
-        .route("/", get(root))
         .route("/health", get(health))
         .route("/health/deep", get(deep))
         .route("/metrics", get(crate::metrics::metrics))
@@ -31,7 +31,7 @@ pub(crate) struct Api;
     tag = "service",
     responses((status = 200, description = "The service", body = crate::openapi::shapes::ServiceInfo))
 )]
-async fn root() -> Json<Value> {
+pub(crate) async fn root() -> Json<Value> {
     Json(json!({ "name": "IsoCrates API", "version": VERSION, "status": "running" }))
 }
 

@@ -151,6 +151,7 @@ async fn serve(db: &TestDb, per_minute: u32) -> anyhow::Result<(SocketAddr, Stri
                 .map_err(anyhow::Error::msg)?,
         },
         cors_origins: Vec::new(),
+        web: Default::default(),
     };
     let engine = isocrates_engine::Engine::new(storage.db().clone(), Vec::new()).await?;
     let state = AppState::new(storage, engine, config).map_err(anyhow::Error::msg)?;
