@@ -243,6 +243,23 @@ async fn a_team_reads_edits_and_operates_through_the_web_page() {
     browser.click(&browser.find("button[aria-label='Restore Deploy Guide']").await).await;
     wait_for_path(&browser, &format!("/d/{guide_id}")).await;
 
+    // A personal folder holding a reference to the guide.
+    browser.open(&format!("{base}/personal")).await;
+    browser.type_into(&browser.find("#folder-name").await, "Favourites").await;
+    browser.click(&browser.find("#new-folder button[type=submit]").await).await;
+    browser
+        .wait_for(
+            "the new folder",
+            "return document.querySelector('.personal')?.textContent.includes('Favourites');",
+        )
+        .await;
+    browser.open(&format!("{base}/d/{guide_id}")).await;
+    browser.click(&browser.find("form.add-ref button[type=submit]").await).await;
+    browser
+        .wait_for("the reference", &format!("return !!document.querySelector(\"nav[aria-label='My pages'] a[href$='/d/{guide_id}']\");"))
+        .await;
+    browser.screenshot("15-personal").await;
+
     // Admin: a new user, given a viewer grant on the team's folder.
     browser.open(&format!("{base}/admin")).await;
     browser.type_into(&browser.find("#new-name").await, "Vic Viewer").await;
@@ -274,7 +291,7 @@ async fn a_team_reads_edits_and_operates_through_the_web_page() {
             ),
         )
         .await;
-    browser.screenshot("15-admin").await;
+    browser.screenshot("16-admin").await;
     sign_out(&browser).await;
 
     // The viewer reads, sees no edit control and nothing outside the grant.
@@ -285,7 +302,7 @@ async fn a_team_reads_edits_and_operates_through_the_web_page() {
     assert!(browser.find_now("button[data-method=DELETE]").await.is_none());
     let text = browser.page_text().await;
     assert!(!text.contains("Payroll") && !text.contains("secret"), "the tree shows only the grant");
-    browser.screenshot("16-viewer").await;
+    browser.screenshot("17-viewer").await;
     browser.open(&format!("{base}/d/{guide_id}/edit")).await;
     assert!(browser.page_text().await.contains("not edit it"));
     let refused = browser
@@ -348,5 +365,5 @@ async fn a_hostile_document_runs_no_script() {
         browser.find_all("#content script, #content iframe, #content img[onerror]").await.len(),
         0
     );
-    browser.screenshot("17-hostile-document").await;
+    browser.screenshot("18-hostile-document").await;
 }

@@ -290,6 +290,32 @@ on_both_backends! {
         assert!(shown.text.contains("&lt;b onclick=x&gt;"), "{}", shown.text);
     }
 
+    async fn an_ai_proposal_beside_a_human_page_is_shown_with_its_buttons_to_editors_only(db) {
+        let app = TestApp::new(db, true).await;
+        let admin = app.admin_token().await;
+        let id = document(&app, &admin, "team", "Handbook", "Written by people.").await;
+        app.db.storage.propose(&id, "Regenerated <b>text</b>.", None, Some(json!({"repo_commit_sha": "feedface00"}))).await.unwrap();
+        let (user_id, viewer) = app.user(&admin, "reader@example.com").await;
+        app.grant(&admin, &user_id, "team", "viewer").await;
+
+        let shown = page(&app, &format!("/d/{id}"), Some(&admin)).await;
+        assert!(shown.text.contains("A regenerated version is proposed"), "{}", shown.text);
+        assert!(shown.text.contains("feedface"), "the proposal's commit");
+        assert!(shown.text.contains("Regenerated &lt;b&gt;text&lt;/b&gt;."), "the proposal is escaped too");
+        assert!(shown.text.contains("/accept\"") && shown.text.contains("/dismiss\""));
+        let read = page(&app, &format!("/d/{id}"), Some(&viewer)).await;
+        assert!(read.text.contains("A regenerated version is proposed"));
+        assert!(!read.text.contains("/accept\"") && !read.text.contains("/dismiss\""), "a viewer cannot decide");
+
+        let proposal = app.db.storage.proposals(&id).await.unwrap().remove(0);
+        let csrf = csrf_of(&shown.text);
+        let accepted = scripted(&app, Method::POST, &format!("/api/docs/{id}/proposals/{}/accept", proposal.id), &admin, Some(&csrf), json!(null)).await;
+        assert_eq!(accepted.status, StatusCode::OK, "{:?}", accepted.body);
+        let after = page(&app, &format!("/d/{id}"), Some(&admin)).await;
+        assert!(!after.text.contains("A regenerated version is proposed"));
+        assert!(after.text.contains("Regenerated &lt;b&gt;text&lt;/b&gt;."));
+    }
+
     async fn pages_answer_under_a_base_path(db) {
         let app = TestApp::with_config(db, |c| c.web.base_path = "/docs".to_string()).await;
         let admin = app.admin_token_at("/docs").await;

@@ -274,7 +274,7 @@ pub(crate) async fn document(session: Session, Path(doc_id): Path<String>) -> Pa
         .as_array()
         .into_iter()
         .flatten()
-        .filter(|p| p["status"] == "pending")
+        .filter(|p| p["status"] == "open")
         .map(|p| {
             let mut p = p.clone();
             let shown = markdown::render(p["content"].as_str().unwrap_or_default(), &href);

@@ -104,6 +104,7 @@ async fn run(backend: &str, opts: &Options) -> anyhow::Result<()> {
         started.elapsed().as_secs_f64()
     );
     let pages = [
+        ("GET /api/tree, for comparison", "/api/tree".to_string()),
         ("home", "/".to_string()),
         ("document", format!("/d/{first}")),
         ("edit", format!("/d/{first}/edit")),
