@@ -217,7 +217,7 @@ impl Caller {
     }
 
     /// With auth on and no token: no grants, or a root viewer grant when reads are public.
-    fn anonymous(public_read: bool) -> Caller {
+    pub(crate) fn anonymous(public_read: bool) -> Caller {
         let grants = if public_read { vec![Grant::root(Role::Viewer)] } else { vec![] };
         Caller { user: None, grants, role: None, request_id: None }
     }
@@ -296,6 +296,15 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
         .filter_map(|pair| pair.trim().split_once('='))
         .find(|(name, value)| *name == SESSION_COOKIE && !value.is_empty())
         .map(|(_, value)| value)
+}
+
+/// The token a request presents, bearer first, without any check: what the web page's own
+/// API calls carry on the visitor's behalf.
+pub(crate) fn presented_token(parts: &Parts) -> Option<String> {
+    match bearer(parts) {
+        Ok(Some(token)) => Some(token.to_string()),
+        _ => session_cookie(&parts.headers).map(str::to_string),
+    }
 }
 
 /// The token a request authenticates with: its bearer token, else its session cookie. A

@@ -154,7 +154,9 @@ pub(crate) async fn rate_limit(
         return next.run(req).await;
     };
     let path = req.uri().path();
-    if EXEMPT.contains(&path) || path.starts_with("/static/") || is_preflight(&req) {
+    // `/` is a cheap probe to a JSON client, but the home page to a browser.
+    let probe = EXEMPT.contains(&path) && !(path == "/" && crate::web::wants_html(req.headers()));
+    if probe || path.starts_with("/static/") || is_preflight(&req) {
         return next.run(req).await;
     }
     let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());

@@ -361,9 +361,13 @@ async fn a_hostile_document_runs_no_script() {
     assert_eq!(pwned, serde_json::Value::Null, "no script of the document ran");
     let text = browser.page_text().await;
     assert!(text.contains("<script>window.pwned = 1"), "the script is shown as text");
+    let active = "#content script, #content iframe, #content img[src^='javascript:'], #content [onerror], \
+                  #content [onclick], #content [onmouseover], #content a[href^='javascript:'], \
+                  #content a[href^='JavaScript:']";
     assert_eq!(
-        browser.find_all("#content script, #content iframe, #content img[onerror]").await.len(),
-        0
+        browser.find_all(active).await.len(),
+        0,
+        "no element of the document can run script"
     );
     browser.screenshot("18-hostile-document").await;
 }

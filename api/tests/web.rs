@@ -130,15 +130,34 @@ on_both_backends! {
 
         let fine = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password"), ("next", "/jobs")], None).await;
         assert_eq!(location(&fine), "/jobs", "back to the page that asked for a sign-in");
-        let elsewhere = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password"), ("next", "//evil.example/x")], None).await;
-        assert_eq!(location(&elsewhere), "/", "never to another site");
+        for away in ["//evil.example/x", "/\t/evil.example", "https://evil.example/", "/\\evil.example", "/login?next=/x"] {
+            let elsewhere = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password"), ("next", away)], None).await;
+            assert_eq!(location(&elsewhere), "/", "{away:?} is not a page to go back to");
+        }
+        let guide = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password"), ("next", "/d/login-guide")], None).await;
+        assert_eq!(location(&guide), "/d/login-guide");
         let token = session_of(&fine);
+
+        // Someone still signed in may sign in again (as someone else, say).
+        let again = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password")], Some(&token)).await;
+        assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
 
         // Sign out needs the page's CSRF token.
         let home = page(&app, "/", Some(&token)).await;
         let csrf = csrf_of(&home.text);
         let forged = post_form(&app, "/logout", &[("csrf", "0123")], Some(&token)).await;
         assert_eq!(forged.status, StatusCode::FORBIDDEN);
+        // A form of another site cannot sign anyone out, with or without the cookie.
+        let req = Request::builder()
+            .method(Method::POST)
+            .uri("/logout")
+            .header("sec-fetch-site", "cross-site")
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::empty())
+            .unwrap();
+        let cross = app.send(req).await;
+        assert_eq!(cross.status, StatusCode::FORBIDDEN);
+        assert!(cross.headers.get(header::SET_COOKIE).is_none());
         let out = post_form(&app, "/logout", &[("csrf", &csrf)], Some(&token)).await;
         assert_eq!(location(&out), "/login");
         assert!(out.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
@@ -184,6 +203,11 @@ on_both_backends! {
         }
         let admin_view = page(&app, &format!("/d/{id}"), Some(&admin)).await;
         assert!(admin_view.text.contains("id=\"edit-link\"") && admin_view.text.contains("Move to trash"));
+        // The admin page revokes the root grant at its own route, and others encoded.
+        app.grant(&admin, &user_id, "odd prefix", "viewer").await;
+        let users = page(&app, "/admin", Some(&admin)).await;
+        assert!(users.text.contains("/grants\" data-method=\"DELETE\""), "the root grant's revoke: {}", users.text);
+        assert!(users.text.contains("/grants/odd%20prefix\""), "{}", users.text);
 
         let editor = page(&app, &format!("/d/{id}/edit"), Some(&viewer)).await;
         assert_eq!(editor.status, StatusCode::FORBIDDEN);
@@ -229,7 +253,7 @@ on_both_backends! {
         let scripts = shown.text.matches("<script").count();
         assert_eq!(scripts, 1, "only the page's own script: {}", shown.text);
         assert!(shown.text.contains("<script src=\"/static/app.js\" defer></script>"));
-        assert!(!shown.text.contains("<img src=\"x\""));
+        assert!(!shown.text.contains("<img"), "no image element at all: the tag is text");
         assert!(!shown.text.contains("javascript:"));
         assert!(shown.text.contains("title=\"No document is called x&quot; onmouseover=&quot;alert(4)\""), "{}", shown.text);
         assert!(shown.text.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
@@ -264,7 +288,17 @@ on_both_backends! {
             assert!(html.contains(fact), "the page lacks {fact}: {html}");
         }
         let back = page(&app, &format!("/d/{target}"), Some(&admin)).await;
-        assert!(back.text.contains(&format!("href=\"/d/{id}\">Overview</a>")), "links in: {}", back.text);
+        let links_in = back.text.split("<h2>Links in</h2>").nth(1).expect("a Links in section");
+        assert!(links_in.contains(&format!("href=\"/d/{id}\">Overview</a>")), "links in: {links_in}");
+
+        // Metadata is whatever its writer sent: odd shapes are left out, never a failure.
+        let odd = json!({"title": "Odd", "path": "team", "content": "x", "author_type": "ai",
+            "author_metadata": {"repo_commit_sha": 12345, "source_files": "not a list", "run_id": {"a": 1}}});
+        let odd = app.post("/api/docs", Some(&admin), odd).await.body["id"].as_str().unwrap().to_string();
+        for path in [format!("/d/{odd}"), format!("/d/{odd}/history")] {
+            let shown = page(&app, &path, Some(&admin)).await;
+            assert_eq!(shown.status, StatusCode::OK, "{path}: {}", shown.text);
+        }
     }
 
     async fn the_preview_renders_a_draft_for_a_session_with_its_token(db) {
@@ -330,6 +364,7 @@ on_both_backends! {
         assert!(css.headers.get(header::CONTENT_TYPE).unwrap().to_str().unwrap().starts_with("text/css"));
         let made = post_form(&app, "/docs/login", &[("email", "admin@example.com"), ("password", "admin-password")], None).await;
         assert_eq!(location(&made), "/docs/");
+        assert_eq!(page(&app, "/docs/", Some(&admin)).await.status, StatusCode::OK, "where sign-in leads");
         assert!(made.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Path=/docs;"));
         assert_eq!(app.get("/api/docs", Some(&admin)).await.status, StatusCode::NOT_FOUND, "nothing outside the base");
     }

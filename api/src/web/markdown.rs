@@ -108,6 +108,14 @@ pub fn render(markdown: &str, links: &impl Links) -> Rendered {
                 None
             }
         }
+        // Footnote names become element ids: prefixed, so `[^editor]` cannot take the id
+        // of an element of the page.
+        Event::FootnoteReference(name) => {
+            Some(Event::FootnoteReference(format!("fn-{name}").into()))
+        }
+        Event::Start(Tag::FootnoteDefinition(name)) => {
+            Some(Event::Start(Tag::FootnoteDefinition(format!("fn-{name}").into())))
+        }
         Event::End(TagEnd::Image) if in_dropped_image > 0 => {
             in_dropped_image -= 1;
             None
@@ -251,6 +259,13 @@ mod tests {
         );
         assert!(rendered.has_mermaid);
         assert!(!render("no diagram", &|_: &str| None).has_mermaid);
+    }
+
+    #[test]
+    fn footnote_ids_cannot_take_the_page_s_own() {
+        let out = html("A claim.[^editor]\n\n[^editor]: The source.\n");
+        assert!(out.contains("id=\"fn-editor\"") && out.contains("href=\"#fn-editor\""), "{out}");
+        assert!(!out.contains("id=\"editor\""), "{out}");
     }
 
     #[test]

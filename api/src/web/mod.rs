@@ -120,8 +120,16 @@ static TEMPLATES: LazyLock<Environment<'static>> = LazyLock::new(|| {
         }
         _ => minijinja::escape_formatter(out, state, value),
     });
-    env.add_filter("urlencode", |value: String| -> String {
-        form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    env.add_filter("urlencode", |value: String| -> String { percent_encode(&value) });
+    // The first `n` characters of any value as text: commits and ids come from metadata
+    // that callers may fill with anything, so slicing must never fail.
+    env.add_filter("short", |value: minijinja::Value, n: usize| -> String {
+        let text = match value.as_str() {
+            Some(text) => text.to_string(),
+            None if value.is_undefined() || value.is_none() => String::new(),
+            None => value.to_string(),
+        };
+        text.chars().take(n).collect()
     });
     env.add_filter("when", |value: Option<String>| -> String {
         // RFC 3339 UTC to "2026-12-03 19:31 UTC".
@@ -263,12 +271,42 @@ impl FromRequestParts<AppState> for Session {
                 return Err(Failure::page(&base, status, e.to_string()));
             }
         };
-        let token = crate::auth::session_cookie(&parts.headers).map(str::to_string);
-        let csrf = token.as_deref().map(|t| state.keys().csrf(t)).unwrap_or_default();
+        let token = crate::auth::presented_token(parts);
+        let csrf = crate::auth::session_cookie(&parts.headers)
+            .map(|t| state.keys().csrf(t))
+            .unwrap_or_default();
         let partial = parts.uri.query().is_some_and(|q| {
             form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "partial" && v == "1")
         });
         Ok(Session { caller, token, csrf, base, here, partial, state: state.clone(), web })
+    }
+}
+
+/// A visitor taken as signed out whatever they carry: the sign-in and first-run forms,
+/// which may be posted by someone whose session cookie is still set.
+pub(crate) struct SignedOut(pub Session);
+
+impl FromRequestParts<AppState> for SignedOut {
+    type Rejection = Failure;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Failure> {
+        let base = state.config().web.base_path.clone();
+        let web = parts.extensions.get::<Arc<Web>>().cloned().ok_or_else(|| {
+            Failure::page(&base, StatusCode::INTERNAL_SERVER_ERROR, "the web page is not set up")
+        })?;
+        let mut caller = Caller::anonymous(false);
+        caller.request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone());
+        let here = format!("{base}{}", parts.uri.path());
+        Ok(SignedOut(Session {
+            caller,
+            token: None,
+            csrf: String::new(),
+            base,
+            here,
+            partial: false,
+            state: state.clone(),
+            web,
+        }))
     }
 }
 
@@ -371,6 +409,20 @@ impl Web {
         };
         Ok((status, value))
     }
+}
+
+/// `text` percent-encoded for a path segment or a query value: every byte but the
+/// unreserved ones of RFC 3986 as `%XX`.
+pub(crate) fn percent_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(byte as char);
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
 }
 
 /// The `Set-Cookie` value of a new session holding `token`.

@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use isocrates_storage::Action;
 use serde_json::{Map, Value, json};
 
-use super::{Failure, Session, diff, markdown, render};
+use super::{Failure, Session, SignedOut, diff, markdown, render};
 use crate::AppState;
 use crate::extract::{Path, RawBody};
 
@@ -23,7 +23,7 @@ fn page(name: &str, context: Map<String, Value>) -> Page {
 
 /// `value` percent-encoded for a query string or a path segment.
 fn encode(value: &str) -> String {
-    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+    super::percent_encode(value)
 }
 
 /// The query of a request as a map (the last value of a repeated key wins).
@@ -68,34 +68,40 @@ pub(crate) async fn home(
     shown.await.unwrap_or_else(IntoResponse::into_response)
 }
 
-/// The page to go to after signing in: `next` when it is a page of this site, else home.
+/// The page to go to after signing in: `next` when it is a path of this site (printable
+/// ASCII without spaces or backslashes, under the base, not `//`, not the sign-in page
+/// itself), else home. Browsers drop tabs and line breaks inside an address, so anything
+/// but printable ASCII is refused rather than cleaned.
 fn after_sign_in(base: &str, next: Option<&String>) -> String {
-    match next {
-        Some(next)
-            if next.starts_with(&format!("{base}/"))
-                && !next[base.len()..].starts_with("//")
-                && !next.contains('\\')
-                && !next.contains("/login") =>
-        {
-            next.clone()
-        }
-        _ => format!("{base}/"),
-    }
+    let home = format!("{base}/");
+    let Some(next) = next else {
+        return home;
+    };
+    let printable = next.bytes().all(|b| (0x21..0x7f).contains(&b) && b != b'\\');
+    let rest = next.strip_prefix(base).unwrap_or_default();
+    let local = rest.starts_with('/') && !rest.starts_with("//");
+    let login = rest == "/login" || rest.starts_with("/login?");
+    if printable && local && !login { next.clone() } else { home }
 }
 
-/// Refuses a form posted from another site: a browser names the page's origin in
-/// `Origin`, whose host must be this one.
+/// Refuses a form posted from another site. A browser says where a request comes from in
+/// `Sec-Fetch-Site`; one too old for that names the page's origin in `Origin`, whose host
+/// must be this one (as the proxy forwards it in `X-Forwarded-Host`, or `Host`).
 fn same_origin(headers: &HeaderMap, base: &str) -> Result<(), Failure> {
-    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+    let refused =
+        || Failure::page(base, StatusCode::FORBIDDEN, "this form was sent from another site");
+    let text = |name: header::HeaderName| headers.get(name).and_then(|v| v.to_str().ok());
+    if let Some(site) = text(header::HeaderName::from_static("sec-fetch-site")) {
+        return if matches!(site, "same-origin" | "none") { Ok(()) } else { Err(refused()) };
+    }
+    let Some(origin) = text(header::ORIGIN) else {
         return Ok(());
     };
-    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    let host = text(header::HeaderName::from_static("x-forwarded-host"))
+        .or_else(|| text(header::HOST))
+        .unwrap_or_default();
     let origin_host = origin.split_once("://").map_or("", |(_, rest)| rest);
-    if origin_host.eq_ignore_ascii_case(host) {
-        Ok(())
-    } else {
-        Err(Failure::page(base, StatusCode::FORBIDDEN, "this form was sent from another site"))
-    }
+    if origin_host.eq_ignore_ascii_case(host) { Ok(()) } else { Err(refused()) }
 }
 
 /// `GET /login`.
@@ -110,7 +116,7 @@ pub(crate) async fn login_form(session: Session, uri: axum::http::Uri) -> Page {
 pub(crate) async fn login(
     State(state): State<AppState>,
     headers: HeaderMap,
-    session: Session,
+    SignedOut(session): SignedOut,
     RawBody(body): RawBody,
 ) -> Page {
     same_origin(&headers, &session.base)?;
@@ -157,6 +163,9 @@ pub(crate) async fn logout(
     RawBody(body): RawBody,
 ) -> Page {
     let base = state.config().web.base_path.clone();
+    same_origin(&headers, &base)?;
+    let mut response = Redirect::to(&format!("{base}/login")).into_response();
+    // Only a session's own form ends it; without a cookie there is nothing to end.
     if let Some(token) = crate::auth::session_cookie(&headers) {
         let fields = form(&body);
         let given = fields.get("csrf").map(String::as_str).unwrap_or_default();
@@ -167,16 +176,18 @@ pub(crate) async fn logout(
                 "this sign-out form is stale: reload the page",
             ));
         }
-    }
-    let mut response = Redirect::to(&format!("{base}/login")).into_response();
-    if let Ok(clear) = HeaderValue::from_str(&super::clear_cookie(&base)) {
-        response.headers_mut().insert(header::SET_COOKIE, clear);
+        if let Ok(clear) = HeaderValue::from_str(&super::clear_cookie(&base)) {
+            response.headers_mut().insert(header::SET_COOKIE, clear);
+        }
     }
     Ok(response)
 }
 
 /// `GET /setup`: the first run's form that creates the admin.
-pub(crate) async fn setup_form(State(state): State<AppState>, session: Session) -> Page {
+pub(crate) async fn setup_form(
+    State(state): State<AppState>,
+    SignedOut(session): SignedOut,
+) -> Page {
     if state.storage().has_users().await.map_err(|e| stored(&session.base, e))? {
         return Ok(Redirect::to(&format!("{}/login", session.base)).into_response());
     }
@@ -187,7 +198,7 @@ pub(crate) async fn setup_form(State(state): State<AppState>, session: Session) 
 pub(crate) async fn setup(
     State(state): State<AppState>,
     headers: HeaderMap,
-    session: Session,
+    SignedOut(session): SignedOut,
     RawBody(body): RawBody,
 ) -> Page {
     same_origin(&headers, &session.base)?;
@@ -218,6 +229,32 @@ pub(crate) async fn setup(
     signed_in(&state, answer["token"].as_str().unwrap_or_default(), &format!("{}/", session.base))
 }
 
+/// The documents a page's wikilinks resolve to, by target, from the API's `broken-links`
+/// answer for it.
+fn resolutions(targets: &Value) -> HashMap<String, String> {
+    targets
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| {
+            Some((t["target"].as_str()?.to_string(), t["resolved_doc_id"].as_str()?.to_string()))
+        })
+        .collect()
+}
+
+/// Where each wikilink goes: an external target as it is, a resolved one to its page.
+fn hrefs<'a>(
+    base: &'a str,
+    resolved: &'a HashMap<String, String>,
+) -> impl Fn(&str) -> Option<String> + 'a {
+    move |target: &str| {
+        if isocrates_storage::links::is_external(target) {
+            return Some(target.to_string());
+        }
+        resolved.get(target).map(|id| format!("{base}/d/{}", encode(id)))
+    }
+}
+
 /// What the visitor may do with a document at `path`.
 fn abilities(session: &Session, path: &str) -> Value {
     json!({
@@ -235,21 +272,8 @@ pub(crate) async fn document(session: Session, Path(doc_id): Path<String>) -> Pa
     let links = session.get(&format!("/api/docs/{id}/dependencies")).await?;
     let proposals = session.get(&format!("/api/docs/{id}/proposals")).await.unwrap_or(Value::Null);
 
-    let resolved: HashMap<String, String> = targets
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(|t| {
-            Some((t["target"].as_str()?.to_string(), t["resolved_doc_id"].as_str()?.to_string()))
-        })
-        .collect();
-    let base = session.base.clone();
-    let href = |target: &str| {
-        if isocrates_storage::links::is_external(target) {
-            return Some(target.to_string());
-        }
-        resolved.get(target).map(|id| format!("{base}/d/{}", encode(id)))
-    };
+    let resolved = resolutions(&targets);
+    let href = hrefs(&session.base, &resolved);
     let rendered = markdown::render(doc["content"].as_str().unwrap_or_default(), &href);
 
     // The titles of the documents at the other end of each link.
@@ -291,7 +315,16 @@ pub(crate) async fn document(session: Session, Path(doc_id): Path<String>) -> Pa
     context.insert("doc".into(), doc);
     context.insert("content_html".into(), json!(rendered.html));
     context.insert("has_mermaid".into(), json!(rendered.has_mermaid));
-    context.insert("latest".into(), latest.unwrap_or(Value::Null));
+    // Metadata is whatever its writer sent: only a list of strings is shown as sources.
+    let sources: Vec<&str> = latest
+        .as_ref()
+        .and_then(|v| v["author_metadata"]["source_files"].as_array())
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    context.insert("sources".into(), json!(sources));
+    context.insert("latest".into(), latest.clone().unwrap_or(Value::Null));
     context.insert("links".into(), links);
     context.insert("titles".into(), titles);
     context.insert("targets".into(), targets);
@@ -327,12 +360,20 @@ pub(crate) async fn edit(session: Session, Path(doc_id): Path<String>) -> Page {
         ));
     }
     let title = format!("Edit {}", doc["title"].as_str().unwrap_or_default());
-    let rendered = markdown::render(doc["content"].as_str().unwrap_or_default(), &|_: &str| None);
+    let targets = session.get(&format!("/api/docs/{}/broken-links", encode(&doc_id))).await?;
+    let resolved = resolutions(&targets);
+    let rendered = markdown::render(
+        doc["content"].as_str().unwrap_or_default(),
+        &hrefs(&session.base, &resolved),
+    );
     let mut context = session.frame("docs", &title).await?;
     context.insert("doc".into(), doc);
     context.insert("preview_html".into(), json!(rendered.html));
     page("edit.html", context)
 }
+
+/// The most distinct wikilinks a preview resolves; the rest show as broken until saved.
+const MAX_PREVIEW_LINKS: usize = 200;
 
 /// `POST /preview`: the page's markdown draft, rendered as the document would be.
 pub(crate) async fn preview(
@@ -340,14 +381,21 @@ pub(crate) async fn preview(
     session: Session,
     RawBody(body): RawBody,
 ) -> Page {
+    if !session.signed_in() && session.state.config().auth_enabled {
+        return Err(Failure::SignIn { base: session.base.clone(), next: session.here.clone() });
+    }
     let text = String::from_utf8_lossy(&body);
     let scope = session.caller.scope();
     // Each distinct wikilink is resolved once, among the documents the visitor may read.
     let mut resolved = HashMap::new();
+    let mut asked = std::collections::HashSet::new();
     for link in isocrates_storage::links::parse_wikilinks(&text) {
         let target = link.target;
-        if resolved.contains_key(&target) {
+        if !asked.insert(target.clone()) {
             continue;
+        }
+        if asked.len() > MAX_PREVIEW_LINKS {
+            break;
         }
         if let Some(id) = state
             .storage()
@@ -359,13 +407,7 @@ pub(crate) async fn preview(
         }
     }
     let base = session.base.clone();
-    let href = |target: &str| {
-        if isocrates_storage::links::is_external(target) {
-            return Some(target.to_string());
-        }
-        resolved.get(target).map(|id| format!("{base}/d/{}", encode(id)))
-    };
-    let rendered = markdown::render(&text, &href);
+    let rendered = markdown::render(&text, &hrefs(&base, &resolved));
     Ok(axum::response::Html(rendered.html).into_response())
 }
 
@@ -487,6 +529,13 @@ pub(crate) async fn trash(session: Session) -> Page {
     page("trash.html", context)
 }
 
+/// Whether the visitor may start, retry and cancel jobs at all: an admin or an editor by
+/// global role (the API then checks the repository's folder).
+fn steers(session: &Session) -> bool {
+    use isocrates_storage::Role;
+    matches!(session.caller.role, Some(Role::Admin | Role::Editor))
+}
+
 /// Whether a job may still change.
 fn is_live(job: &Value) -> bool {
     matches!(job["status"].as_str(), Some("queued" | "running"))
@@ -510,10 +559,7 @@ pub(crate) async fn jobs(session: Session, uri: axum::http::Uri) -> Page {
     context.insert("jobs".into(), jobs);
     context.insert("live".into(), json!(live));
     context.insert("status".into(), json!(status));
-    context.insert(
-        "can_run".into(),
-        json!(session.signed_in() || !session.state.config().auth_enabled),
-    );
+    context.insert("can_run".into(), json!(steers(&session)));
     page(if session.partial { "jobs_table.html" } else { "jobs.html" }, context)
 }
 
@@ -521,7 +567,7 @@ pub(crate) async fn jobs(session: Session, uri: axum::http::Uri) -> Page {
 pub(crate) async fn job(session: Session, Path(job_id): Path<String>) -> Page {
     let job = session.get(&format!("/api/jobs/{}", encode(&job_id))).await?;
     let live = is_live(&job);
-    let steers = session.caller.grants.iter().any(|g| g.role != isocrates_storage::Role::Viewer);
+    let steers = steers(&session);
     let title = format!("Job {}", job["id"].as_str().unwrap_or_default());
     let mut context = if session.partial {
         session.bare("jobs", &title)

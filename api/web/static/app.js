@@ -141,13 +141,32 @@
     box.focus();
   }
 
-  const editor = document.getElementById("editor");
+  // A draft is kept in the tab with the version it was started from, so that a draft
+  // restored after someone else saved still meets the conflict check when it is saved.
+  const editor = document.querySelector("form#editor");
   if (editor) {
     const key = "draft:" + editor.dataset.draft;
     const content = editor.elements.content;
-    const kept = sessionStorage.getItem(key);
-    if (kept !== null && kept !== content.value) content.value = kept;
-    content.addEventListener("input", () => sessionStorage.setItem(key, content.value));
+    const version = editor.elements.version;
+    let kept = null;
+    try { kept = JSON.parse(sessionStorage.getItem(key)); } catch (e) { kept = null; }
+    if (kept && typeof kept.content === "string" && kept.content !== content.value) {
+      content.value = kept.content;
+      version.value = kept.version;
+      editor.querySelector(".restored").hidden = false;
+    }
+    const started = version.value;
+    content.addEventListener("input", () =>
+      sessionStorage.setItem(key, JSON.stringify({ version: started, content: content.value })));
+    for (const discard of editor.querySelectorAll("[data-discard]")) {
+      discard.addEventListener("click", (event) => {
+        sessionStorage.removeItem(key);
+        if (discard.tagName === "BUTTON") {
+          event.preventDefault();
+          window.location.reload();
+        }
+      });
+    }
     editor.querySelector("[data-overwrite]").addEventListener("click", async () => {
       const latest = await api("GET", editor.dataset.latest);
       if (!latest.ok) return showError(editor, (latest.data && latest.data.message) || "The newer version cannot be read");
@@ -189,6 +208,7 @@
       params.set("partial", "1");
       const mine = ++asked;
       const response = await fetch(base + "/search?" + params.toString(), { credentials: "same-origin" });
+      if (signedOut(response)) return;
       if (response.ok && mine === asked) {
         results.innerHTML = await response.text();
         results.dataset.query = searchForm.elements.q.value;
@@ -197,8 +217,18 @@
     searchForm.addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(refresh, 200); });
   }
 
-  // Live regions: a fragment the server renders again until it stops being live.
-  function follow(region) {
+  // A fragment fetched after the session ended comes back as the sign-in page: go there.
+  function signedOut(response) {
+    if (response.redirected && new URL(response.url).pathname === base + "/login") {
+      window.location.href = response.url;
+      return true;
+    }
+    return false;
+  }
+
+  // Live regions: a fragment the server renders again, every two seconds (a rate-limited
+  // answer waits as long as it says), until it stops being live.
+  function follow(region, delay) {
     const url = region.dataset.live;
     if (!url) return;
     setTimeout(async () => {
@@ -206,18 +236,23 @@
       try {
         response = await fetch(url, { credentials: "same-origin" });
       } catch (e) {
-        return follow(region);
+        return follow(region, 5000);
       }
-      if (!response.ok) return;
+      if (signedOut(response)) return;
+      if (response.status === 429) {
+        const wait = parseInt(response.headers.get("Retry-After") || "5", 10);
+        return follow(region, Math.max(wait, 1) * 1000);
+      }
+      if (!response.ok) return follow(region, 5000);
       const holder = document.createElement("div");
       holder.innerHTML = await response.text();
       const fresh = holder.firstElementChild;
-      if (!fresh) return;
+      if (!fresh || fresh.id !== region.id) return;
       region.replaceWith(fresh);
-      follow(fresh);
-    }, 1000);
+      follow(fresh, 2000);
+    }, delay);
   }
-  for (const region of document.querySelectorAll("[data-live]")) follow(region);
+  for (const region of document.querySelectorAll("[data-live]")) follow(region, 2000);
 
   // Mermaid diagrams, drawn by the vendored script once a page holds one.
   let mermaidLoading = null;
