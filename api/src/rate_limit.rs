@@ -9,8 +9,9 @@
 //! processes behind one proxy each allow the rate, so a client may reach it once per
 //! process.
 //!
-//! `/`, `/health`, `/health/deep` and `/metrics` are never limited, nor CORS preflights. A
-//! limited request answers 429 `RATE_LIMITED` with `Retry-After`.
+//! `/` (to a client that wants JSON; the web page's home counts), `/health`, `/health/deep`,
+//! `/metrics` and the web page's built-in files under `/static/` are never limited, nor
+//! CORS preflights. A limited request answers 429 `RATE_LIMITED` with `Retry-After`.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::num::NonZeroU32;

@@ -312,6 +312,40 @@ async fn a_team_reads_edits_and_operates_through_the_web_page() {
         )
         .await;
     assert_eq!(refused, json!(403), "the server refuses the viewer's edit");
+
+    // From the keyboard, the first Tab reaches the link that skips to the content.
+    browser.open(&format!("{base}/d/{guide_id}")).await;
+    browser.find("#doc-title").await;
+    browser.press("\u{E004}").await;
+    let focused = browser.run("return document.activeElement.className;", json!([])).await;
+    assert_eq!(focused, json!("skip"), "the skip link comes first");
+    browser.press("\u{E007}").await;
+    browser
+        .wait_for("the skip to the content", "return document.activeElement.id === 'main';")
+        .await;
+
+    // On a phone's width, nothing scrolls sideways and the tree folds away.
+    browser.resize(390, 844).await;
+    browser.open(&format!("{base}/d/{guide_id}")).await;
+    browser.find("#doc-title").await;
+    let overflow = browser
+        .run(
+            "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+            json!([]),
+        )
+        .await;
+    assert_eq!(overflow, json!(0), "the page fits a phone's width");
+    let fold = browser.find(".browse > summary").await;
+    assert!(browser.run("return getComputedStyle(document.querySelector('.browse > summary')).display !== 'none';", json!([])).await == json!(true));
+    assert_eq!(
+        browser.run("return document.querySelector('details.browse').open;", json!([])).await,
+        json!(false)
+    );
+    browser.click(&fold).await;
+    browser.find(&format!("nav[aria-label=Documents] a[href$='/d/{guide_id}']")).await;
+    browser.screenshot("18-phone").await;
+    browser.resize(1280, 900).await;
+
     browser.open(&format!("{base}/")).await;
     sign_out(&browser).await;
 }
@@ -369,5 +403,5 @@ async fn a_hostile_document_runs_no_script() {
         0,
         "no element of the document can run script"
     );
-    browser.screenshot("18-hostile-document").await;
+    browser.screenshot("19-hostile-document").await;
 }

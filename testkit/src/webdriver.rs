@@ -213,6 +213,20 @@ impl Browser {
         self.post("/execute/async", json!({"script": script, "args": args})).await
     }
 
+    /// Presses and releases `key` (a WebDriver key code such as `\u{E004}`, Tab) on
+    /// whatever has the focus.
+    pub async fn press(&self, key: &str) {
+        let actions = json!({"actions": [{"type": "key", "id": "keyboard", "actions": [
+            {"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}
+        ]}]});
+        self.post("/actions", actions).await;
+    }
+
+    /// Resizes the window to `width` × `height` CSS pixels.
+    pub async fn resize(&self, width: u32, height: u32) {
+        self.post("/window/rect", json!({"width": width, "height": height})).await;
+    }
+
     /// Clicks `element`.
     pub async fn click(&self, element: &Element) {
         self.post(&format!("/element/{}/click", element.id), json!({})).await;

@@ -176,13 +176,19 @@ pub(crate) struct Web {
 pub(crate) enum Failure {
     /// The visitor must sign in (again): to the sign-in page, then back to `next`.
     SignIn { base: String, next: String },
-    /// A page that says what went wrong, with its status.
-    Page { base: String, status: StatusCode, message: String },
+    /// A page that says what went wrong, with its status; in the visitor's frame (their
+    /// name, the links they may follow) when it is known.
+    Page {
+        base: String,
+        status: StatusCode,
+        message: String,
+        frame: Option<Box<Map<String, Value>>>,
+    },
 }
 
 impl Failure {
     fn page(base: &str, status: StatusCode, message: impl Into<String>) -> Failure {
-        Failure::Page { base: base.to_string(), status, message: message.into() }
+        Failure::Page { base: base.to_string(), status, message: message.into(), frame: None }
     }
 
     /// The API's answer `status` with its envelope `body`.
@@ -191,7 +197,7 @@ impl Failure {
             return Failure::SignIn { base: session.base.clone(), next: session.here.clone() };
         }
         let message = body["message"].as_str().unwrap_or("something went wrong").to_string();
-        Failure::page(&session.base, status, message)
+        session.failure(status, message)
     }
 }
 
@@ -207,15 +213,14 @@ impl IntoResponse for Failure {
                 }
                 response
             }
-            Failure::Page { base, status, message } => {
+            Failure::Page { base, status, message, frame } => {
                 let title = status.canonical_reason().unwrap_or("Error");
-                let context = json!({
-                    "base": base,
-                    "title": title,
-                    "status": status.as_u16(),
-                    "message": message,
-                });
-                match render("error.html", &context) {
+                let mut context = frame.map(|f| *f).unwrap_or_default();
+                context.insert("base".into(), json!(base));
+                context.insert("title".into(), json!(title));
+                context.insert("status".into(), json!(status.as_u16()));
+                context.insert("message".into(), json!(message));
+                match render("error.html", &Value::Object(context)) {
                     Ok(html) => (status, html).into_response(),
                     Err(_) => (status, message).into_response(),
                 }
@@ -226,12 +231,13 @@ impl IntoResponse for Failure {
 
 /// Renders the template `name` with `context`.
 fn render(name: &str, context: &Value) -> Result<axum::response::Html<String>, Failure> {
-    let template = TEMPLATES
-        .get_template(name)
-        .map_err(|e| Failure::page("", StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-    template.render(minijinja::Value::from(minijinja::value::Serde(context))).map(axum::response::Html).map_err(|e| {
+    let base = context["base"].as_str().unwrap_or_default();
+    let failed = |message: &str| Failure::page(base, StatusCode::INTERNAL_SERVER_ERROR, message);
+    let template = TEMPLATES.get_template(name).map_err(|e| failed(&e.to_string()))?;
+    let context = minijinja::Value::from(minijinja::value::Serde(context));
+    template.render(context).map(axum::response::Html).map_err(|e| {
         tracing::error!(template = name, error = %e, detail = ?e, "a page could not be rendered");
-        Failure::page("", StatusCode::INTERNAL_SERVER_ERROR, "the page could not be rendered")
+        failed("the page could not be rendered")
     })
 }
 
@@ -320,6 +326,13 @@ impl Session {
     ) -> Result<Value, Failure> {
         let (status, value) = self.web.call(self, method, uri, body).await?;
         if status.is_success() { Ok(value) } else { Err(Failure::from_api(self, status, &value)) }
+    }
+
+    /// A page saying what went wrong, in this visitor's frame.
+    pub(crate) fn failure(&self, status: StatusCode, message: impl Into<String>) -> Failure {
+        let title = status.canonical_reason().unwrap_or("Error");
+        let frame = Some(Box::new(self.bare("", title)));
+        Failure::Page { base: self.base.clone(), status, message: message.into(), frame }
     }
 
     /// A GET of the API.

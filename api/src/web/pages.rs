@@ -353,8 +353,7 @@ pub(crate) async fn edit(session: Session, Path(doc_id): Path<String>) -> Page {
     let doc = session.get(&format!("/api/docs/{}", encode(&doc_id))).await?;
     let path = doc["path"].as_str().unwrap_or_default();
     if !session.caller.can(path, Action::Edit) {
-        return Err(Failure::page(
-            &session.base,
+        return Err(session.failure(
             if session.signed_in() { StatusCode::FORBIDDEN } else { StatusCode::UNAUTHORIZED },
             "you may read this document but not edit it",
         ));
@@ -439,8 +438,7 @@ pub(crate) async fn diff(
         match q.get(key).filter(|v| !v.is_empty()) {
             Some(wanted) => {
                 list.iter().find(|v| v["version_id"] == wanted.as_str()).cloned().ok_or_else(|| {
-                    Failure::page(
-                        &session.base,
+                    session.failure(
                         StatusCode::NOT_FOUND,
                         format!("this document has no version {wanted}"),
                     )
@@ -595,7 +593,7 @@ pub(crate) async fn admin(session: Session) -> Page {
         if !session.signed_in() && session.state.config().auth_enabled {
             return Err(Failure::SignIn { base: session.base.clone(), next: session.here.clone() });
         }
-        return Err(Failure::page(&session.base, StatusCode::FORBIDDEN, "this page is for admins"));
+        return Err(session.failure(StatusCode::FORBIDDEN, "this page is for admins"));
     }
     let users = session.get("/api/auth/users").await?;
     let repositories = session.get("/api/repositories").await?;

@@ -9,6 +9,10 @@
   const base = body.dataset.base || "";
   const csrf = body.dataset.csrf || "";
 
+  // On a phone's width the tree starts folded, under its "Browse" summary.
+  const browse = document.querySelector("details.browse");
+  if (browse && window.matchMedia("(max-width: 48rem)").matches) browse.open = false;
+
   // Calls the API; resolves to {ok, status, data}.
   async function api(method, url, payload) {
     const headers = { "Accept": "application/json" };
