@@ -439,8 +439,9 @@ async fn index_periodically(storage: Storage, embedder: Arc<isocrates_providers:
 /// How often the trash is looked at for documents past their retention.
 const PURGE_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Purges the documents trashed longer than `trash` ago and the audit rows older than
-/// `audit` (either `None`: kept forever): at start, then every hour.
+/// Purges the documents trashed longer than `trash` ago, the audit rows older than `audit`
+/// (either `None`: kept forever) and the revocations of tokens that have expired: at
+/// start, then every hour.
 async fn purge_periodically(
     storage: Storage,
     trash: Option<std::time::Duration>,
@@ -458,6 +459,10 @@ async fn purge_periodically(
                     tracing::warn!(error = %e, "the trash purge failed; it runs again in an hour")
                 }
             }
+        }
+        match storage.purge_revoked_tokens(isocrates_storage::Timestamp::now()).await {
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "forgetting expired revoked tokens failed"),
         }
         if let Some(keep) = audit {
             match storage.purge_audit(isocrates_storage::Timestamp::ago(keep)).await {

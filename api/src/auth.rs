@@ -50,6 +50,10 @@ pub struct Claims {
     pub exp: i64,
     /// Always [`ISSUER`].
     pub iss: String,
+    /// The token's own id, by which signing out revokes it; empty in tokens issued before
+    /// tokens had one.
+    #[serde(default)]
+    pub jti: String,
 }
 
 /// Signs and checks tokens with the configured secret.
@@ -119,6 +123,7 @@ impl TokenKeys {
             iat,
             exp: iat + hours * 3600,
             iss: ISSUER.to_string(),
+            jti: uuid::Uuid::new_v4().simple().to_string(),
         };
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
             .map_err(|e| Error::Internal(format!("signing a token: {e}")))
@@ -135,6 +140,20 @@ impl TokenKeys {
                 _ => Error::Unauthorized("the token is invalid".to_string()),
             })
     }
+}
+
+/// Revokes `token` (a valid one; anything else is left alone), so that it stops working
+/// before it expires: what signing out of the web page does.
+pub async fn revoke(state: &AppState, token: &str) -> Result<(), Error> {
+    let Ok(claims) = state.keys().verify(token) else {
+        return Ok(());
+    };
+    if claims.jti.is_empty() {
+        return Ok(());
+    }
+    let expires = chrono::DateTime::<Utc>::from_timestamp(claims.exp, 0).unwrap_or_else(Utc::now);
+    state.storage().revoke_token(&claims.jti, expires.into()).await?;
+    Ok(())
 }
 
 /// The longest life of a service token, in hours (ten years).
@@ -331,6 +350,9 @@ fn credential<'a>(parts: &'a Parts, keys: &TokenKeys) -> Result<Option<&'a str>,
 
 async fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, Error> {
     let claims = state.keys().verify(token)?;
+    if !claims.jti.is_empty() && state.storage().token_revoked(&claims.jti).await? {
+        return Err(Error::Unauthorized("this session was signed out: sign in again".to_string()));
+    }
     let user = state.storage().user(&claims.sub).await?;
     match user {
         Some(user) if user.is_active => Ok(Caller::from_user(user)),

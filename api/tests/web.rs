@@ -161,6 +161,14 @@ on_both_backends! {
         let out = post_form(&app, "/logout", &[("csrf", &csrf)], Some(&token)).await;
         assert_eq!(location(&out), "/login");
         assert!(out.headers.get(header::SET_COOKIE).unwrap().to_str().unwrap().contains("Max-Age=0"));
+        // The session's token is over too: a copy of the cookie no longer works, as a
+        // cookie or as a bearer token.
+        assert_eq!(location(&page(&app, "/trash", Some(&token)).await), "/login?next=%2Ftrash");
+        let copied = app.get("/api/auth/me", Some(&token)).await;
+        assert_eq!(copied.status, StatusCode::UNAUTHORIZED);
+        assert!(copied.body["message"].as_str().unwrap().contains("signed out"), "{:?}", copied.body);
+        app.db.storage.purge_revoked_tokens(isocrates_storage::Timestamp::now()).await.unwrap();
+        assert_eq!(app.get("/api/auth/me", Some(&token)).await.status, StatusCode::UNAUTHORIZED, "kept until it expires");
 
         // A session whose token no longer holds goes back to the sign-in page.
         let stale = page(&app, "/trash", Some("not-a-token")).await;

@@ -18,6 +18,7 @@ pub mod personal;
 mod pgvector;
 pub mod proposals;
 pub mod repositories;
+pub mod revocations;
 pub mod search;
 pub mod users;
 

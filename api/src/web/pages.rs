@@ -176,6 +176,10 @@ pub(crate) async fn logout(
                 "this sign-out form is stale: reload the page",
             ));
         }
+        // The token itself ends too, so a copy of the cookie is worth nothing.
+        crate::auth::revoke(&state, token)
+            .await
+            .map_err(|e| Failure::page(&base, e.status(), e.to_string()))?;
         if let Ok(clear) = HeaderValue::from_str(&super::clear_cookie(&base)) {
             response.headers_mut().insert(header::SET_COOKIE, clear);
         }
