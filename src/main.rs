@@ -64,6 +64,19 @@ enum Command {
         #[command(subcommand)]
         command: TokenCommand,
     },
+    /// Serve the documentation to AI tools over the Model Context Protocol: on standard
+    /// input and output, or over streamable HTTP with --http. It calls the API at
+    /// ISOCRATES_API_URL with the token ISOCRATES_API_TOKEN, so it sees what the token may.
+    Mcp {
+        /// Serve streamable HTTP at this address (such as 127.0.0.1:8765), path /mcp,
+        /// instead of standard input and output.
+        #[arg(long, value_name = "ADDRESS")]
+        http: Option<String>,
+        /// A host name HTTP clients may reach it by, beyond the loopback ones (repeat for
+        /// more), such as the name a proxy forwards.
+        #[arg(long = "allowed-host", value_name = "HOST")]
+        allowed_hosts: Vec<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -108,6 +121,7 @@ fn main() -> ExitCode {
             | Command::Token { .. }
             | Command::Providers { .. }
             | Command::Prompts { .. }
+            | Command::Mcp { http: None, .. }
     );
     if let Err(message) = init_logging(&config, if quiet { "warn" } else { "info" }) {
         report(&format!("configuration error: {message}"));
@@ -183,6 +197,32 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { subject, role, expires_hours, path_prefix },
         } => create_token(config, &subject, &role, expires_hours, &path_prefix).await,
+        Command::Mcp { http, allowed_hosts } => mcp(config, http, allowed_hosts).await,
+    }
+}
+
+/// `isocrates mcp`: the MCP server over the API named by the configuration.
+async fn mcp(config: Config, http: Option<String>, allowed: Vec<String>) -> anyhow::Result<()> {
+    let api = isocrates_mcp::ApiClient::new(
+        &config.api_url,
+        config.api_token.clone(),
+        std::time::Duration::from_secs(60),
+    )
+    .map_err(anyhow::Error::msg)?;
+    let docs = isocrates_mcp::Docs::new(api);
+    match http {
+        None => isocrates_mcp::serve_stdio(docs).await.map_err(anyhow::Error::msg),
+        Some(address) => {
+            let listener = tokio::net::TcpListener::bind(&address)
+                .await
+                .with_context(|| format!("listening on {address} (check --http)"))?;
+            let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+            hosts.extend(allowed);
+            tracing::info!(%address, api = %config.api_url, "the MCP server listens at /mcp");
+            let router = isocrates_mcp::http_router(docs, hosts);
+            axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
+            Ok(())
+        }
     }
 }
 
