@@ -77,10 +77,6 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `BASE_PATH`: the path the service answers under behind a proxy (`/docs`), or `""`.
     pub base_path: String,
-    /// `ISOCRATES_API_URL`: the API `isocrates mcp` calls (`http://127.0.0.1:8000`).
-    pub api_url: String,
-    /// `ISOCRATES_API_TOKEN` (or `_FILE`): the bearer token `isocrates mcp` sends.
-    pub api_token: Option<SecretString>,
 }
 
 /// The default of `WORKERS`.
@@ -327,8 +323,6 @@ impl Config {
             rate_limit,
             cors_origins: cors_origins(get(vars, "CORS_ALLOWED_ORIGINS").unwrap_or(""))?,
             base_path: isocrates_api::web::base_path(get(vars, "BASE_PATH").unwrap_or(""))?,
-            api_url: get(vars, "ISOCRATES_API_URL").unwrap_or("http://127.0.0.1:8000").to_string(),
-            api_token: secret(vars, "ISOCRATES_API_TOKEN")?,
         };
         config.check_production()?;
         Ok(config)

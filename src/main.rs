@@ -106,6 +106,9 @@ enum TokenCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Mcp { http, allowed_hosts } = cli.command {
+        return mcp_main(http, allowed_hosts);
+    }
     let config = match config::environment().and_then(|vars| Config::from_vars(&vars)) {
         Ok(config) => config,
         Err(message) => {
@@ -121,7 +124,6 @@ fn main() -> ExitCode {
             | Command::Token { .. }
             | Command::Providers { .. }
             | Command::Prompts { .. }
-            | Command::Mcp { http: None, .. }
     );
     if let Err(message) = init_logging(&config, if quiet { "warn" } else { "info" }) {
         report(&format!("configuration error: {message}"));
@@ -197,28 +199,89 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { subject, role, expires_hours, path_prefix },
         } => create_token(config, &subject, &role, expires_hours, &path_prefix).await,
-        Command::Mcp { http, allowed_hosts } => mcp(config, http, allowed_hosts).await,
+        Command::Mcp { .. } => unreachable_mcp(),
     }
 }
 
-/// `isocrates mcp`: the MCP server over the API named by the configuration.
-async fn mcp(config: Config, http: Option<String>, allowed: Vec<String>) -> anyhow::Result<()> {
-    let api = isocrates_mcp::ApiClient::new(
-        &config.api_url,
-        config.api_token.clone(),
-        std::time::Duration::from_secs(60),
-    )
-    .map_err(anyhow::Error::msg)?;
+/// `isocrates mcp` is started by `main` before any server configuration is read.
+fn unreachable_mcp() -> anyhow::Result<()> {
+    anyhow::bail!("isocrates mcp runs on its own path")
+}
+
+/// `isocrates mcp`. An AI tool starts it inside whatever project it works on, so it reads
+/// no `.env` file and none of the server's configuration: only `ISOCRATES_API_URL`,
+/// `ISOCRATES_API_TOKEN` (or `_FILE`) and `LOG_LEVEL` from its own environment. A project's
+/// `.env` can then neither point the token at another server nor stop it with the
+/// server's production checks. Its log goes to standard error, at `warn` by default.
+fn mcp_main(http: Option<String>, allowed: Vec<String>) -> ExitCode {
+    let vars: config::Vars = std::env::vars().collect();
+    let token = match config::secret(&vars, "ISOCRATES_API_TOKEN") {
+        Ok(token) => token,
+        Err(message) => {
+            report(&format!("configuration error: {message}"));
+            return ExitCode::from(2);
+        }
+    };
+    let url = vars.get("ISOCRATES_API_URL").map_or("http://127.0.0.1:8000", String::as_str);
+    let api = match isocrates_mcp::ApiClient::new(url, token, std::time::Duration::from_secs(120)) {
+        Ok(api) => api,
+        Err(message) => {
+            report(&format!("configuration error: {message}"));
+            return ExitCode::from(2);
+        }
+    };
+    let filter = vars.get("LOG_LEVEL").map_or("warn", String::as_str);
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(e) => {
+            report(&format!("error: cannot start the async runtime: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(mcp(api, http, allowed)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            report(&format!("error: {e:#}"));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The MCP server over `api`, on stdio or at `http`.
+async fn mcp(
+    api: isocrates_mcp::ApiClient,
+    http: Option<String>,
+    allowed: Vec<String>,
+) -> anyhow::Result<()> {
+    let base = api.base().to_string();
     let docs = isocrates_mcp::Docs::new(api);
     match http {
         None => isocrates_mcp::serve_stdio(docs).await.map_err(anyhow::Error::msg),
         Some(address) => {
-            let listener = tokio::net::TcpListener::bind(&address)
+            // Whoever reaches the port acts with the token: it listens on this machine
+            // only, and the Host check stops pages that rebind a name to it.
+            let at: std::net::SocketAddr = address.parse().with_context(|| {
+                format!("--http {address}: give an address and port, such as 127.0.0.1:8765")
+            })?;
+            if !at.ip().is_loopback() {
+                anyhow::bail!(
+                    "--http {address}: the MCP server acts with its token for whoever reaches                      it, so it listens on a loopback address only (127.0.0.1 or ::1); put an                      authenticating proxy in front of it to reach it from elsewhere"
+                );
+            }
+            let listener = tokio::net::TcpListener::bind(at)
                 .await
                 .with_context(|| format!("listening on {address} (check --http)"))?;
             let mut hosts = vec!["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
             hosts.extend(allowed);
-            tracing::info!(%address, api = %config.api_url, "the MCP server listens at /mcp");
+            tracing::info!(%address, api = %base, "the MCP server listens at /mcp");
             let router = isocrates_mcp::http_router(docs, hosts);
             axum::serve(listener, router).with_graceful_shutdown(shutdown_signal()).await?;
             Ok(())
@@ -409,13 +472,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let refresh = config
         .refresh_interval
         .map(|every| tokio::spawn(refresh_periodically(engine.clone(), storage.clone(), every)));
-    let purge = (config.trash_retention.is_some() || config.audit_retention.is_some()).then(|| {
-        tokio::spawn(purge_periodically(
-            storage.clone(),
-            config.trash_retention,
-            config.audit_retention,
-        ))
-    });
+    let purge = Some(tokio::spawn(purge_periodically(
+        storage.clone(),
+        config.trash_retention,
+        config.audit_retention,
+    )));
     let index = embedder.map(|e| tokio::spawn(index_periodically(storage.clone(), e)));
     let app = isocrates_api::app(state);
     // The peer's address is what the rate limiter keys on.
@@ -500,7 +561,9 @@ async fn purge_periodically(
                 }
             }
         }
-        match storage.purge_revoked_tokens(isocrates_storage::Timestamp::now()).await {
+        // A minute past expiry: tokens are accepted 30 s past it, for clock skew.
+        let expired = isocrates_storage::Timestamp::ago(std::time::Duration::from_secs(60));
+        match storage.purge_revoked_tokens(expired).await {
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "forgetting expired revoked tokens failed"),
         }

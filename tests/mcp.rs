@@ -60,6 +60,13 @@ async fn every_tool_answers_through_a_real_mcp_client() {
     let runbook = post_doc(&app, &admin, json!({"title": "Runbook", "path": "team/ops", "content": "# Runbook\n\nRestart the pods.\n", "author_type": "human"})).await;
     let base = app.serve().await;
     let dir = tempfile::tempdir().unwrap();
+    // The project an AI tool works in may hold a server's .env: the MCP server ignores it
+    // (this one would stop a server from starting, and point the token elsewhere).
+    std::fs::write(
+        dir.path().join(".env"),
+        "ENVIRONMENT=production\nJWT_SECRET_KEY=short\nISOCRATES_API_TOKEN=not-the-token\n",
+    )
+    .unwrap();
     let client = session(&base, &admin, dir.path()).await;
 
     let info = client.peer_info().expect("the server introduced itself");
@@ -110,14 +117,40 @@ async fn every_tool_answers_through_a_real_mcp_client() {
     }
     let (similar, is_error) = call(&client, "similar_documents", json!({"text": "shipping"})).await;
     assert!(!is_error && similar.contains("EMBEDDING_PROVIDER"), "{similar}");
+    let (similar, is_error) =
+        call(&client, "similar_documents", json!({"document": "Deploy Guide"})).await;
+    assert!(!is_error && similar.contains("No similar documents"), "{similar}");
     let (answer, is_error) =
         call(&client, "ask_docs", json!({"question": "How do we deploy?"})).await;
     assert!(!is_error && !answer.is_empty(), "{answer}");
 
     let (created, is_error) = call(&client, "create_document", json!({"title": "Postmortem", "path": "team/ops", "content": "# Postmortem\n\nIt broke.\n", "keywords": ["incident"]})).await;
     assert!(!is_error && created.contains("Saved \"Postmortem\""), "{created}");
-    let (updated, is_error) = call(&client, "update_document", json!({"document": "Postmortem", "content": "# Postmortem\n\nIt broke, then we fixed it.\n"})).await;
+    let (updated, is_error) = call(&client, "update_document", json!({"document": "Postmortem", "content": "# Postmortem\n\nIt broke, then we fixed it.\n", "version": 1})).await;
     assert!(!is_error && updated.contains("version 2"), "{updated}");
+    // Written from a version someone has saved over since: nothing changes.
+    let (stale, is_error) = call(
+        &client,
+        "update_document",
+        json!({"document": "Postmortem", "content": "Old words.", "version": 1}),
+    )
+    .await;
+    assert!(is_error && stale.contains("changed since you read it"), "{stale}");
+    // A person's edit since the last generation keeps the page's origin in its sources.
+    let (edited, _) = call(
+        &client,
+        "update_document",
+        json!({"document": guide, "content": "# Deploy Guide\n\nEdited by hand.\n"}),
+    )
+    .await;
+    assert!(edited.contains("version 2"), "{edited}");
+    let (sources, _) = call(&client, "document_sources", json!({"document": "Deploy Guide"})).await;
+    assert!(
+        sources.contains("by human")
+            && sources.contains("last generated")
+            && sources.contains("ci/release.yml"),
+        "{sources}"
+    );
     let listed = app.get("/api/docs?path_prefix=team/ops", Some(&admin)).await.body;
     let postmortem =
         listed.as_array().unwrap().iter().find(|d| d["title"] == "Postmortem").unwrap().clone();
@@ -256,4 +289,17 @@ async fn with_http_it_answers_streamable_http_at_mcp_on_its_own_port() {
         .unwrap();
     assert_eq!(foreign.status(), 403);
     server.kill().await.ok();
+
+    // It acts with its token for whoever reaches it: it will not listen beyond this machine.
+    let refused = tokio::process::Command::new(env!("CARGO_BIN_EXE_isocrates"))
+        .args(["mcp", "--http", "0.0.0.0:0"])
+        .current_dir(dir.path())
+        .env_clear()
+        .env("ISOCRATES_API_URL", &base)
+        .output()
+        .await
+        .unwrap();
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("loopback address only"), "{said}");
 }

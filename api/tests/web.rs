@@ -138,9 +138,13 @@ on_both_backends! {
         assert_eq!(location(&guide), "/d/login-guide");
         let token = session_of(&fine);
 
-        // Someone still signed in may sign in again (as someone else, say).
-        let again = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password")], Some(&token)).await;
+        // Someone still signed in may sign in again (as someone else, say), which ends the
+        // session the browser held.
+        let held = app.login("admin@example.com", "admin-password").await;
+        let again = post_form(&app, "/login", &[("email", "admin@example.com"), ("password", "admin-password")], Some(&held)).await;
         assert_eq!(again.status, StatusCode::SEE_OTHER, "{}", again.text);
+        assert_eq!(app.get("/api/auth/me", Some(&held)).await.status, StatusCode::UNAUTHORIZED);
+        assert_eq!(app.get("/api/auth/me", Some(&session_of(&again))).await.status, StatusCode::OK);
 
         // Sign out needs the page's CSRF token.
         let home = page(&app, "/", Some(&token)).await;
@@ -167,7 +171,13 @@ on_both_backends! {
         let copied = app.get("/api/auth/me", Some(&token)).await;
         assert_eq!(copied.status, StatusCode::UNAUTHORIZED);
         assert!(copied.body["message"].as_str().unwrap().contains("signed out"), "{:?}", copied.body);
-        app.db.storage.purge_revoked_tokens(isocrates_storage::Timestamp::now()).await.unwrap();
+        // A revocation is forgotten once its token has expired, not before.
+        let past = isocrates_storage::Timestamp::ago(std::time::Duration::from_secs(7200));
+        app.db.storage.revoke_token("expired-token", past).await.unwrap();
+        assert!(app.db.storage.token_revoked("expired-token").await.unwrap());
+        let purged = app.db.storage.purge_revoked_tokens(isocrates_storage::Timestamp::now()).await.unwrap();
+        assert_eq!(purged, 1, "only the expired token's revocation goes");
+        assert!(!app.db.storage.token_revoked("expired-token").await.unwrap());
         assert_eq!(app.get("/api/auth/me", Some(&token)).await.status, StatusCode::UNAUTHORIZED, "kept until it expires");
 
         // A session whose token no longer holds goes back to the sign-in page.

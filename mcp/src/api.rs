@@ -1,7 +1,8 @@
 //! The client of a running IsoCrates API that the tools call, with the caller's bearer
-//! token, so every answer respects the token's grants. Connection errors, timeouts and
-//! 5xx answers are retried up to three times; a 4xx is an [`ApiError`] naming the status
-//! and the API's message.
+//! token, so every answer respects the token's grants. A request that never reached the
+//! API (a refused connection) is retried up to three times; a read is also retried after a
+//! timeout or a 5xx, but a write is not, since it may have been done. A 4xx is an
+//! [`ApiError`] naming the status and the API's message.
 
 use std::time::Duration;
 
@@ -73,17 +74,22 @@ impl ApiClient {
 
     /// `GET path?query`.
     pub async fn get(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ApiError> {
-        self.send(reqwest::Method::GET, path, query, None).await
+        self.send(reqwest::Method::GET, path, query, None, true).await
+    }
+
+    /// `POST path` with a JSON body that only reads (batch titles), retried as a read.
+    pub async fn post_read(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
+        self.send(reqwest::Method::POST, path, &[], Some(body), true).await
     }
 
     /// `POST path` with a JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.send(reqwest::Method::POST, path, &[], Some(body)).await
+        self.send(reqwest::Method::POST, path, &[], Some(body), false).await
     }
 
     /// `PUT path` with a JSON body.
     pub async fn put(&self, path: &str, body: &Value) -> Result<Value, ApiError> {
-        self.send(reqwest::Method::PUT, path, &[], Some(body)).await
+        self.send(reqwest::Method::PUT, path, &[], Some(body), false).await
     }
 
     async fn send(
@@ -92,6 +98,7 @@ impl ApiClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
+        reads: bool,
     ) -> Result<Value, ApiError> {
         let mut url = format!("{}{path}", self.base);
         for (i, (key, value)) in query.iter().enumerate() {
@@ -111,7 +118,7 @@ impl ApiClient {
             }
             let retry = attempt < RETRIES;
             match request.send().await {
-                Err(e) if retry && (e.is_connect() || e.is_timeout()) => {}
+                Err(e) if retry && (e.is_connect() || (reads && e.is_timeout())) => {}
                 Err(e) => {
                     return Err(ApiError {
                         status: None,
@@ -121,14 +128,21 @@ impl ApiClient {
                         ),
                     });
                 }
-                Ok(answer) if retry && answer.status().is_server_error() => {}
+                Ok(answer) if retry && reads && answer.status().is_server_error() => {}
                 Ok(answer) => {
                     let status = answer.status();
-                    let text = answer.text().await.unwrap_or_default();
-                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+                    let unreadable = |e: String| ApiError {
+                        status: None,
+                        message: format!("the IsoCrates API's answer could not be read: {e}"),
+                    };
+                    let text = answer.text().await.map_err(|e| unreadable(e.to_string()))?;
                     if status.is_success() {
-                        return Ok(value);
+                        if text.trim().is_empty() {
+                            return Ok(Value::Null);
+                        }
+                        return serde_json::from_str(&text).map_err(|e| unreadable(e.to_string()));
                     }
+                    let value: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
                     let said = value["message"]
                         .as_str()
                         .map(str::to_string)

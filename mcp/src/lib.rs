@@ -119,6 +119,11 @@ pub struct UpdateArgs {
     /// A new description, when it changes.
     #[serde(default)]
     pub description: Option<String>,
+    /// The version the new text was written from, as `get_document` showed it: when
+    /// someone saved a newer one since, nothing is changed and the tool says so. Left out,
+    /// the page is replaced whatever happened to it.
+    #[serde(default)]
+    pub version: Option<i64>,
 }
 
 /// The MCP server's tools, over one API client.
@@ -150,22 +155,45 @@ impl Docs {
         Docs { api: Arc::new(api), tool_router: Docs::tool_router() }
     }
 
-    /// The id of the document `value` names: a title (or repository name) the API
-    /// resolves as a wikilink, else `value` itself taken as an id; `None` when neither is
-    /// a document the token may read.
+    /// The document `value` names, as the token may read it: by id when it has the shape
+    /// of one (`doc-...`), else by title (or repository name) as a wikilink resolves;
+    /// each way tried after the other only when it finds nothing. `None` when neither
+    /// finds a document.
     async fn find(&self, value: &str) -> Result<Option<Value>, ApiError> {
         let value = value.trim();
-        let id = match self.api.get("/api/docs/resolve/", &[("target", value.to_string())]).await {
-            Ok(found) => field(&found, "doc_id").to_string(),
-            Err(ApiError { status: Some(_), .. }) => value.to_string(),
-            Err(e) => return Err(e),
-        };
-        if id.is_empty() {
+        if value.is_empty() {
             return Ok(None);
         }
-        match self.api.get(&format!("/api/docs/{}", api::encode(&id)), &[]).await {
+        if value.starts_with("doc-") {
+            if let Some(doc) = self.by_id(value).await? {
+                return Ok(Some(doc));
+            }
+            return self.by_title(value).await;
+        }
+        match self.by_title(value).await? {
+            Some(doc) => Ok(Some(doc)),
+            None => self.by_id(value).await,
+        }
+    }
+
+    /// The document with the id `id`, when the token may read it.
+    async fn by_id(&self, id: &str) -> Result<Option<Value>, ApiError> {
+        match self.api.get(&format!("/api/docs/{}", api::encode(id)), &[]).await {
             Ok(doc) => Ok(Some(doc)),
-            Err(ApiError { status: Some(404), .. }) => Ok(None),
+            Err(ApiError { status: Some(404 | 422), .. }) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The document the title `title` resolves to, when the token may read one.
+    async fn by_title(&self, title: &str) -> Result<Option<Value>, ApiError> {
+        match self.api.get("/api/docs/resolve/", &[("target", title.to_string())]).await {
+            Ok(found) => match field(&found, "doc_id") {
+                "" => Ok(None),
+                id => self.by_id(id).await,
+            },
+            // Not found, or not a title at all (too long, say).
+            Err(ApiError { status: Some(404 | 400 | 422), .. }) => Ok(None),
             Err(e) => Err(e),
         }
     }
@@ -321,7 +349,7 @@ impl Docs {
         let titles = if all.is_empty() {
             json!({})
         } else {
-            match self.api.post("/api/docs/batch-titles", &json!({ "doc_ids": all })).await {
+            match self.api.post_read("/api/docs/batch-titles", &json!({ "doc_ids": all })).await {
                 Ok(titles) => titles,
                 Err(e) => return failed(e.message),
             }
@@ -398,19 +426,32 @@ impl Docs {
             Ok(doc) => doc,
             Err(refused) => return Ok(refused),
         };
-        let path = format!("/api/docs/{}/versions/latest", api::encode(field(&doc, "id")));
-        let latest = match self.api.get(&path, &[]).await {
-            Ok(latest) => latest,
+        let path = format!("/api/docs/{}/versions", api::encode(field(&doc, "id")));
+        let versions = match self.api.get(&path, &[("limit", "50".to_string())]).await {
+            Ok(versions) => versions.as_array().cloned().unwrap_or_default(),
             Err(e) => return failed(e.message),
         };
-        let meta = &latest["author_metadata"];
+        let Some(latest) = versions.first() else {
+            return failed(format!("\"{}\" has no version yet.", field(&doc, "title")));
+        };
         let mut out = format!(
             "\"{}\" (id: {})\nlatest version: by {}, {}\n",
             field(&doc, "title"),
             field(&doc, "id"),
-            field(&latest, "author_type"),
-            field(&latest, "created_at")
+            field(latest, "author_type"),
+            field(latest, "created_at")
         );
+        // What it was generated from is the newest generated version's; a person's edit
+        // since keeps that origin.
+        let generated = versions.iter().find(|v| field(v, "author_type") == "ai");
+        let meta = match generated {
+            Some(version) if !std::ptr::eq(version, latest) => {
+                out.push_str(&format!("last generated: {}\n", field(version, "created_at")));
+                &version["author_metadata"]
+            }
+            Some(version) => &version["author_metadata"],
+            None => &latest["author_metadata"],
+        };
         for (label, key) in [
             ("repository", "repo_url"),
             ("commit", "repo_commit_sha"),
@@ -504,7 +545,7 @@ impl Docs {
     }
 
     #[tool(
-        description = "Replace a document's markdown (as a person's edit, kept as a new version). Accepts a title or an id."
+        description = "Replace a document's markdown (as a person's edit, kept as a new version). Accepts a title or an id. Pass the `version` get_document showed, so that a newer edit by someone else is never overwritten."
     )]
     async fn update_document(&self, Parameters(args): Parameters<UpdateArgs>) -> Answer {
         let doc = match self.document(&args.document).await {
@@ -519,6 +560,9 @@ impl Docs {
         if let Some(description) = args.description {
             body["description"] = json!(description);
         }
+        if let Some(version) = args.version {
+            body["version"] = json!(version);
+        }
         let path = format!("/api/docs/{}", api::encode(field(&doc, "id")));
         match self.api.put(&path, &body).await {
             Ok(saved) => text(format!(
@@ -526,6 +570,12 @@ impl Docs {
                 field(&saved, "title"),
                 field(&saved, "id"),
                 saved["version"]
+            )),
+            Err(ApiError { status: Some(409), .. }) => failed(format!(
+                "\"{}\" changed since you read it: it is at version {} now. Read it again with \
+                 get_document, apply your change to that text, and update with its version.",
+                field(&doc, "title"),
+                doc["version"]
             )),
             Err(e) => failed(e.message),
         }

@@ -265,7 +265,20 @@ impl FromRequestParts<AppState> for Session {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Failure> {
         let base = state.config().web.base_path.clone();
-        let here = format!("{base}{}", parts.uri.path_and_query().map_or("/", |p| p.as_str()));
+        // Where to come back to after signing in: this page, as a page (a fragment asked
+        // for by the page's script is not one).
+        let query: Vec<(String, String)> =
+            form_urlencoded::parse(parts.uri.query().unwrap_or_default().as_bytes())
+                .into_owned()
+                .filter(|(k, _)| k != "partial")
+                .collect();
+        let here = if query.is_empty() {
+            format!("{base}{}", parts.uri.path())
+        } else {
+            let query =
+                form_urlencoded::Serializer::new(String::new()).extend_pairs(query).finish();
+            format!("{base}{}?{query}", parts.uri.path())
+        };
         let web = parts.extensions.get::<Arc<Web>>().cloned().ok_or_else(|| {
             Failure::page(&base, StatusCode::INTERNAL_SERVER_ERROR, "the web page is not set up")
         })?;

@@ -141,6 +141,10 @@ pub(crate) async fn login(
         *response.status_mut() = status;
         return Ok(response);
     }
+    // Signing in again, as someone else say, ends the session the browser held.
+    if let Some(old) = crate::auth::session_cookie(&headers) {
+        crate::auth::revoke(&state, old).await.map_err(|e| stored_api(&session.base, e))?;
+    }
     let token = answer["token"].as_str().unwrap_or_default();
     signed_in(&state, token, &after_sign_in(&session.base, fields.get("next")))
 }
@@ -346,6 +350,11 @@ fn ancestors(path: &str) -> Vec<String> {
     (1..=parts.len()).map(|n| parts[..n].join("/")).collect()
 }
 
+/// An API error as a page.
+fn stored_api(base: &str, e: crate::Error) -> Failure {
+    Failure::page(base, e.status(), e.to_string())
+}
+
 /// A storage error as a page.
 fn stored(base: &str, e: isocrates_storage::Error) -> Failure {
     let e = crate::Error::from(e);
@@ -531,11 +540,12 @@ pub(crate) async fn trash(session: Session) -> Page {
     page("trash.html", context)
 }
 
-/// Whether the visitor may start, retry and cancel jobs at all: an admin or an editor by
-/// global role (the API then checks the repository's folder).
+/// Whether the visitor may start, retry and cancel jobs at all: an admin, or an editor of
+/// some folder (the API then checks the repository's folder).
 fn steers(session: &Session) -> bool {
     use isocrates_storage::Role;
-    matches!(session.caller.role, Some(Role::Admin | Role::Editor))
+    session.caller.is_admin()
+        || session.caller.grants.iter().any(|g| matches!(g.role, Role::Admin | Role::Editor))
 }
 
 /// Whether a job may still change.

@@ -191,6 +191,7 @@
         credentials: "same-origin",
         body: area.value,
       });
+      if (signedOut(response)) return;
       if (response.ok) {
         target.innerHTML = await response.text();
         drawDiagrams(target);
@@ -224,7 +225,7 @@
   // A fragment fetched after the session ended comes back as the sign-in page: go there.
   function signedOut(response) {
     if (response.redirected && new URL(response.url).pathname === base + "/login") {
-      window.location.href = response.url;
+      window.location.href = base + "/login?next=" + encodeURIComponent(location.pathname + location.search);
       return true;
     }
     return false;
@@ -244,9 +245,11 @@
       }
       if (signedOut(response)) return;
       if (response.status === 429) {
-        const wait = parseInt(response.headers.get("Retry-After") || "5", 10);
+        const wait = parseInt(response.headers.get("Retry-After") || "5", 10) || 5;
         return follow(region, Math.max(wait, 1) * 1000);
       }
+      // A job gone or out of reach stops being followed; a server error is tried again.
+      if (response.status >= 400 && response.status < 500) return;
       if (!response.ok) return follow(region, 5000);
       const holder = document.createElement("div");
       holder.innerHTML = await response.text();
