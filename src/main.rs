@@ -199,13 +199,9 @@ async fn run(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Token {
             command: TokenCommand::Create { subject, role, expires_hours, path_prefix },
         } => create_token(config, &subject, &role, expires_hours, &path_prefix).await,
-        Command::Mcp { .. } => unreachable_mcp(),
+        // `main` starts it before any server configuration is read.
+        Command::Mcp { .. } => anyhow::bail!("isocrates mcp runs on its own path"),
     }
-}
-
-/// `isocrates mcp` is started by `main` before any server configuration is read.
-fn unreachable_mcp() -> anyhow::Result<()> {
-    anyhow::bail!("isocrates mcp runs on its own path")
 }
 
 /// `isocrates mcp`. An AI tool starts it inside whatever project it works on, so it reads

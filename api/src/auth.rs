@@ -317,15 +317,6 @@ pub fn session_cookie(headers: &axum::http::HeaderMap) -> Option<&str> {
         .map(|(_, value)| value)
 }
 
-/// The token a request presents, bearer first, without any check: what the web page's own
-/// API calls carry on the visitor's behalf.
-pub(crate) fn presented_token(parts: &Parts) -> Option<String> {
-    match bearer(parts) {
-        Ok(Some(token)) => Some(token.to_string()),
-        _ => session_cookie(&parts.headers).map(str::to_string),
-    }
-}
-
 /// The token a request authenticates with: its bearer token, else its session cookie. A
 /// request that writes with the cookie alone must carry the session's CSRF token.
 fn credential<'a>(parts: &'a Parts, keys: &TokenKeys) -> Result<Option<&'a str>, Error> {
@@ -361,6 +352,12 @@ async fn caller_for_token(state: &AppState, token: &str) -> Result<Caller, Error
     }
 }
 
+/// The caller a web page already identified, carried on the page's in-process API calls
+/// so that each is not authenticated again. Only the web page puts it on a request: a
+/// client cannot, as extensions never come from the network.
+#[derive(Debug, Clone)]
+pub(crate) struct Identified(pub Caller);
+
 /// A caller whose token is optional: without one it reads as anonymous (or, with auth
 /// off, as the development admin). A token that is present but bad is a 401.
 #[derive(Debug, Clone)]
@@ -370,6 +367,9 @@ impl FromRequestParts<AppState> for MaybeUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
+        if let Some(Identified(caller)) = parts.extensions.get::<Identified>() {
+            return Ok(MaybeUser(identify(caller.clone(), parts)));
+        }
         let caller = match credential(parts, state.keys())? {
             Some(token) => caller_for_token(state, token).await?,
             None if !state.config().auth_enabled => Caller::development(),
@@ -387,9 +387,20 @@ impl FromRequestParts<AppState> for AuthUser {
     type Rejection = Error;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Error> {
-        let caller = match credential(parts, state.keys())? {
-            Some(token) => caller_for_token(state, token).await?,
-            None if !state.config().auth_enabled => Caller::development(),
+        let identified = parts.extensions.get::<Identified>().map(|i| i.0.clone());
+        let caller = match identified {
+            // Signed in, or with auth off: as a token would have made them.
+            Some(caller) if caller.user.is_some() || !state.config().auth_enabled => Some(caller),
+            // An anonymous visitor, as a request without a token.
+            Some(_) => None,
+            None => match credential(parts, state.keys())? {
+                Some(token) => Some(caller_for_token(state, token).await?),
+                None if !state.config().auth_enabled => Some(Caller::development()),
+                None => None,
+            },
+        };
+        let caller = match caller {
+            Some(caller) => caller,
             None => {
                 return Err(Error::Unauthorized(
                     "this endpoint needs a token: send Authorization: Bearer <token>".to_string(),

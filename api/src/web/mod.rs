@@ -1,6 +1,7 @@
 //! The web page: HTML rendered on the server (minijinja templates in `api/web/templates`)
-//! over the JSON API, which each page calls in-process with the visitor's own credentials,
-//! so the page shows exactly what the API would answer them and nothing it would refuse.
+//! over the JSON API, which each page calls in-process as the visitor (the caller the
+//! page identified rides on the request, so it is not authenticated again), so the page
+//! shows exactly what the API would answer them and nothing it would refuse.
 //!
 //! A visitor signs in with a form that puts their token in an HttpOnly session cookie.
 //! What changes data is done by the page's script (`api/web/static/app.js`) calling the
@@ -245,8 +246,6 @@ fn render(name: &str, context: &Value) -> Result<axum::response::Html<String>, F
 pub(crate) struct Session {
     /// Who they are, as the API sees them.
     pub caller: Caller,
-    /// Their session token, which the page's API calls carry.
-    pub token: Option<String>,
     /// The CSRF token of their session, which the page's script sends with changes.
     pub csrf: String,
     /// The base path.
@@ -290,14 +289,13 @@ impl FromRequestParts<AppState> for Session {
                 return Err(Failure::page(&base, status, e.to_string()));
             }
         };
-        let token = crate::auth::presented_token(parts);
         let csrf = crate::auth::session_cookie(&parts.headers)
             .map(|t| state.keys().csrf(t))
             .unwrap_or_default();
         let partial = parts.uri.query().is_some_and(|q| {
             form_urlencoded::parse(q.as_bytes()).any(|(k, v)| k == "partial" && v == "1")
         });
-        Ok(Session { caller, token, csrf, base, here, partial, state: state.clone(), web })
+        Ok(Session { caller, csrf, base, here, partial, state: state.clone(), web })
     }
 }
 
@@ -318,7 +316,6 @@ impl FromRequestParts<AppState> for SignedOut {
         let here = format!("{base}{}", parts.uri.path());
         Ok(SignedOut(Session {
             caller,
-            token: None,
             csrf: String::new(),
             base,
             here,
@@ -406,9 +403,6 @@ impl Web {
         let internal =
             |e: String| Failure::page(&session.base, StatusCode::INTERNAL_SERVER_ERROR, e);
         let mut req = Request::builder().method(method).uri(uri);
-        if let Some(token) = &session.token {
-            req = req.header(header::AUTHORIZATION, format!("Bearer {token}"));
-        }
         if let Some(id) = &session.caller.request_id {
             req = req.header(&REQUEST_ID, id.as_str());
         }
@@ -420,6 +414,8 @@ impl Web {
         if let Some(id) = &session.caller.request_id {
             req.extensions_mut().insert(RequestId(id.clone()));
         }
+        // The visitor is already known: the API's extractors take them as they are.
+        req.extensions_mut().insert(crate::auth::Identified(session.caller.clone()));
         let response = match self.api.clone().oneshot(req).await {
             Ok(response) => response,
             Err(never) => match never {},

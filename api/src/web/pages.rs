@@ -357,8 +357,7 @@ fn stored_api(base: &str, e: crate::Error) -> Failure {
 
 /// A storage error as a page.
 fn stored(base: &str, e: isocrates_storage::Error) -> Failure {
-    let e = crate::Error::from(e);
-    Failure::page(base, e.status(), e.to_string())
+    stored_api(base, crate::Error::from(e))
 }
 
 /// `GET /d/{doc_id}/edit`: the editor, for those who may edit.
