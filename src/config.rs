@@ -77,6 +77,10 @@ pub struct Config {
     pub cors_origins: Vec<String>,
     /// `BASE_PATH`: the path the service answers under behind a proxy (`/docs`), or `""`.
     pub base_path: String,
+    /// `LLM_BUDGET_USD_PER_RUN`, `LLM_BUDGET_USD_PER_MONTH` and
+    /// `LLM_BUDGET_USD_PER_REPO_PER_MONTH`: caps on what the models may cost; none by
+    /// default.
+    pub budgets: isocrates_workflows::pipeline::budget::Budgets,
 }
 
 /// The default of `WORKERS`.
@@ -98,6 +102,48 @@ pub fn environment() -> Result<Vars, String> {
 
 fn get<'a>(vars: &'a Vars, name: &str) -> Option<&'a str> {
     vars.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+}
+
+/// A cap in US dollars, such as `25` or `0.50`; unset is no cap.
+fn dollars(vars: &Vars, name: &str) -> Result<Option<f64>, String> {
+    let Some(value) = get(vars, name) else { return Ok(None) };
+    let amount = value.trim_start_matches('$');
+    amount.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).map(Some).ok_or_else(|| {
+        format!(
+            "{name} must be an amount of US dollars, such as 25 or 0.50, or unset for no cap \
+             (got \"{value}\")"
+        )
+    })
+}
+
+/// The budgets, refused when a model they would count has no price: its calls would cost
+/// nothing and the cap would never be reached.
+fn budgets(
+    vars: &Vars,
+    llm: &isocrates_providers::LlmConfig,
+) -> Result<isocrates_workflows::pipeline::budget::Budgets, String> {
+    let budgets = isocrates_workflows::pipeline::budget::Budgets {
+        per_run_usd: dollars(vars, "LLM_BUDGET_USD_PER_RUN")?,
+        per_month_usd: dollars(vars, "LLM_BUDGET_USD_PER_MONTH")?,
+        per_repo_month_usd: dollars(vars, "LLM_BUDGET_USD_PER_REPO_PER_MONTH")?,
+    };
+    if budgets.any() {
+        use isocrates_providers::Kind;
+        for tier in [&llm.planner, &llm.writer] {
+            // OpenRouter reports each call's cost; static calls no model.
+            if tier.prices.is_none() && !matches!(tier.kind, Kind::Static | Kind::OpenRouter) {
+                return Err(format!(
+                    "an LLM_BUDGET_USD_* cap is set but the {} model {} has no price, so its \
+                     calls would count nothing against it: add it to LLM_PRICES as \
+                     {}=input/output dollars per million tokens",
+                    tier.tier.as_str(),
+                    tier.model,
+                    tier.model
+                ));
+            }
+        }
+    }
+    Ok(budgets)
 }
 
 fn flag(vars: &Vars, name: &str, default: bool) -> Result<bool, String> {
@@ -298,6 +344,8 @@ impl Config {
                 get(vars, "TRUSTED_PROXIES").unwrap_or(""),
             )?,
         };
+        let llm = isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?;
+        let budgets = budgets(vars, &llm)?;
         let config = Config {
             database_url,
             host: get(vars, "HOST").unwrap_or("127.0.0.1").to_string(),
@@ -310,7 +358,7 @@ impl Config {
             log_format,
             max_body_bytes,
             workers,
-            llm: isocrates_providers::config::from_vars(vars, |name| secret(vars, name))?,
+            llm,
             prompts_dir,
             git,
             github_api_url,
@@ -323,6 +371,7 @@ impl Config {
             rate_limit,
             cors_origins: cors_origins(get(vars, "CORS_ALLOWED_ORIGINS").unwrap_or(""))?,
             base_path: isocrates_api::web::base_path(get(vars, "BASE_PATH").unwrap_or(""))?,
+            budgets,
         };
         config.check_production()?;
         Ok(config)
@@ -558,6 +607,35 @@ mod tests {
         // Development allows a local page.
         let dev = vars(&[("CORS_ALLOWED_ORIGINS", "http://localhost:3000")]);
         assert_eq!(Config::from_vars(&dev).unwrap().cors_origins, ["http://localhost:3000"]);
+    }
+
+    #[test]
+    fn budgets_read_dollars_and_need_priced_models() {
+        let none = Config::from_vars(&vars(&[])).unwrap().budgets;
+        assert!(!none.any());
+        let capped = Config::from_vars(&vars(&[
+            ("LLM_BUDGET_USD_PER_RUN", "0.50"),
+            ("LLM_BUDGET_USD_PER_MONTH", "$25"),
+            ("LLM_BUDGET_USD_PER_REPO_PER_MONTH", "0"),
+        ]))
+        .unwrap()
+        .budgets;
+        assert_eq!(
+            (capped.per_run_usd, capped.per_month_usd, capped.per_repo_month_usd),
+            (Some(0.5), Some(25.0), Some(0.0))
+        );
+        for (name, value) in
+            [("LLM_BUDGET_USD_PER_RUN", "-1"), ("LLM_BUDGET_USD_PER_MONTH", "lots")]
+        {
+            let err = Config::from_vars(&vars(&[(name, value)])).unwrap_err();
+            assert!(err.contains(name), "{err}");
+        }
+        let model =
+            [("LLM_PROVIDER", "ollama"), ("LLM_MODEL", "llama3"), ("LLM_BUDGET_USD_PER_RUN", "1")];
+        let err = Config::from_vars(&vars(&model)).unwrap_err();
+        assert!(err.contains("LLM_PRICES") && err.contains("llama3"), "{err}");
+        let priced = [&model[..], &[("LLM_PRICES", "llama3=0.1/0.2")]].concat();
+        assert!(Config::from_vars(&vars(&priced)).is_ok());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! `isocrates generate <url|path>`: one documentation run in the foreground, with a
 //! progress bar of its steps and one of its pages, and a summary at the end; `--out DIR`
-//! also writes the wiki as markdown files that mdBook reads.
+//! also writes the wiki as markdown files that mdBook reads. `--estimate` starts no run:
+//! it prints the pages a run would write, their tokens and cost, and the budgets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -27,6 +28,13 @@ pub struct GenerateArgs {
     /// Rewrite every page, not only those whose sources changed.
     #[arg(long)]
     pub force: bool,
+    /// Start no run: estimate the pages a run would write, their tokens and their cost at
+    /// `LLM_PRICES`, without calling a model.
+    #[arg(long, conflicts_with = "out")]
+    pub estimate: bool,
+    /// With `--estimate`, print the estimate as JSON.
+    #[arg(long, requires = "estimate")]
+    pub json: bool,
 }
 
 /// The repository `target` names: a local folder, made absolute, or a URL as given.
@@ -135,6 +143,14 @@ pub async fn run(
         RunStatus::Skipped => {
             println!("nothing to do for {repo_url}: {}", run.error.as_deref().unwrap_or("skipped"));
         }
+        RunStatus::Paused => {
+            anyhow::bail!(
+                "the run {id} {}; the pages written are kept: once the cap is raised, `isocrates \
+                 jobs retry {id}` resumes it where a worker runs (isocrates serve or worker), or \
+                 `isocrates jobs cancel {id}` drops it",
+                run.error.as_deref().unwrap_or("paused")
+            );
+        }
         status => {
             anyhow::bail!(
                 "the run {id} ended {}: {} (see isocrates jobs show {id})",
@@ -148,6 +164,110 @@ pub async fn run(
         println!("wrote {written} pages and SUMMARY.md to {}", out.display());
     }
     Ok(())
+}
+
+/// `--estimate`: prints what a run of `repo` would write and cost, with a spinner while the
+/// repository is fetched and read.
+#[allow(clippy::print_stdout)]
+pub async fn estimate(
+    engine: &Engine,
+    docgen: std::sync::Arc<isocrates_workflows::pipeline::Docgen>,
+    repo: &str,
+    args: &GenerateArgs,
+) -> anyhow::Result<()> {
+    let repo_url = docgen::normalize_repo_url(repo).map_err(anyhow::Error::msg)?;
+    Source::parse(&repo_url, &docgen.git).map_err(anyhow::Error::msg)?;
+    let input = DocgenInput {
+        repo_url: repo_url.clone(),
+        commit_sha: None,
+        force: args.force,
+        changed_paths: None,
+        added_paths: Vec::new(),
+        base_commit: None,
+    };
+    let spinner = ProgressBar::new_spinner();
+    spinner.set_message(format!("fetching and reading {repo_url}"));
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let spent = engine.spent_this_month(&docgen::repo_key(&repo_url)).await?;
+    let result = isocrates_workflows::pipeline::estimate::estimate(docgen, &input, spent).await;
+    spinner.finish_and_clear();
+    let estimate = result.map_err(|e| anyhow::anyhow!("cannot estimate {repo_url}: {e}"))?;
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&estimate)?);
+        return Ok(());
+    }
+    print!("{}", render_estimate(&estimate));
+    Ok(())
+}
+
+/// The estimate as the terminal shows it: one line per page, then the tiers, the total
+/// and the budgets.
+pub fn render_estimate(e: &isocrates_workflows::pipeline::estimate::Estimate) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let commit: String = e.commit_sha.chars().take(12).collect();
+    if let Some(reason) = &e.skipped {
+        let _ = writeln!(out, "a run of {} at {commit} would write nothing: {reason}", e.repo_url);
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "a run of {} at {commit} would write {} pages{}:",
+        e.repo_url,
+        e.pages.len(),
+        if e.calls_planner {
+            " (as planned from the analysis; the planner may choose others)"
+        } else {
+            ""
+        }
+    );
+    let width = e.pages.iter().map(|p| p.title.chars().count()).max().unwrap_or(0).max(5);
+    let _ = writeln!(out, "  {:<width$}  {:>9}  {:>9}  {:>9}", "page", "tokens in", "out", "cost");
+    for page in &e.pages {
+        let _ = writeln!(
+            out,
+            "  {:<width$}  {:>9}  {:>9}  {:>9}",
+            page.title,
+            page.tokens_in,
+            page.tokens_out,
+            format!("${:.4}", page.cost_usd)
+        );
+    }
+    for tier in &e.tiers {
+        let _ = writeln!(
+            out,
+            "{} ({} {}): {} calls, {} tokens in, about {} out, ${:.4}{}",
+            tier.tier,
+            tier.provider,
+            tier.model,
+            tier.calls,
+            tier.tokens_in,
+            tier.tokens_out,
+            tier.cost_usd,
+            if tier.priced { "" } else { " (no price in LLM_PRICES)" }
+        );
+    }
+    let _ = writeln!(
+        out,
+        "total: {} tokens in, about {} out, ${:.4}",
+        e.tokens_in, e.tokens_out, e.cost_usd
+    );
+    for budget in &e.budgets {
+        let _ = writeln!(
+            out,
+            "budget {}=${}: ${:.4} spent, ${:.4} left{}",
+            budget.variable,
+            budget.limit_usd,
+            budget.spent_usd,
+            budget.remaining_usd,
+            if budget.spent_usd + e.cost_usd > budget.limit_usd {
+                ": a run would pause at this cap"
+            } else {
+                ""
+            }
+        );
+    }
+    out
 }
 
 /// Writes the repository's pages under `out` as markdown with relative links, and a

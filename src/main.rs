@@ -292,6 +292,15 @@ async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
 /// The database with every migration applied, and the engine over it with the
 /// documentation workflow, its models and its prompts.
 async fn open_engine(config: &Config, prompts: Prompts) -> anyhow::Result<(Storage, Engine)> {
+    let (storage, engine, _) = open_docgen(config, prompts).await?;
+    Ok((storage, engine))
+}
+
+/// [`open_engine`], with the documentation workflow's parts the engine runs.
+async fn open_docgen(
+    config: &Config,
+    prompts: Prompts,
+) -> anyhow::Result<(Storage, Engine, Arc<Docgen>)> {
     let storage = open_storage(config).await?;
     let model = |tier| -> anyhow::Result<Option<Arc<isocrates_providers::Llm>>> {
         Ok(isocrates_providers::build(tier, &config.llm).map_err(anyhow::Error::msg)?.map(Arc::new))
@@ -308,6 +317,7 @@ async fn open_engine(config: &Config, prompts: Prompts) -> anyhow::Result<(Stora
         settings: Settings {
             max_pages: config.max_pages,
             write_concurrency: config.llm.max_concurrency,
+            budgets: config.budgets,
             ..Settings::default()
         },
         github: config
@@ -318,10 +328,11 @@ async fn open_engine(config: &Config, prompts: Prompts) -> anyhow::Result<(Stora
             .transpose()
             .map_err(anyhow::Error::msg)?,
     };
-    let engine = Engine::new(storage.db().clone(), vec![pipeline::workflow(Arc::new(docgen))])
+    let docgen = Arc::new(docgen);
+    let engine = Engine::new(storage.db().clone(), vec![pipeline::workflow(docgen.clone())])
         .await
         .context("preparing the job queue's tables")?;
-    Ok((storage, engine))
+    Ok((storage, engine, docgen))
 }
 
 /// Runs a worker of `concurrency` steps at once until `shutdown` turns true.
@@ -368,7 +379,12 @@ async fn generate(mut config: Config, args: generate::GenerateArgs) -> anyhow::R
         config.git.allow_local = true;
     }
     let prompts = prompts::load(&config)?;
-    let (storage, engine) = open_engine(&config, prompts).await?;
+    let (storage, engine, docgen) = open_docgen(&config, prompts).await?;
+    if args.estimate {
+        let result = generate::estimate(&engine, docgen, &repo, &args).await;
+        storage.close().await;
+        return result;
+    }
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let handle = spawn_worker(&engine, config.workers.max(1), stopped);
     let result = generate::run(&engine, &storage, &config.git, &repo, &args).await;
@@ -415,7 +431,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     }
     log_models(&config);
     let prompts = prompts::load(&config)?;
-    let (storage, engine) = open_engine(&config, prompts).await?;
+    let (storage, engine, docgen) = open_docgen(&config, prompts).await?;
     let api_config = ApiConfig {
         auth_enabled: config.auth_enabled,
         public_read: config.public_read,
@@ -445,6 +461,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let state = AppState::with_assistant(storage.clone(), engine.clone(), api_config, assistant)
         .map_err(anyhow::Error::msg)?;
+    state.set_docgen(docgen);
     let addr = config.listen_addr();
     let listener = tokio::net::TcpListener::bind(&addr)
         .await

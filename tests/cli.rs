@@ -715,6 +715,60 @@ fn generate_documents_a_repository_and_writes_a_wiki_that_mdbook_reads() {
 }
 
 #[test]
+fn generate_estimate_prices_the_pages_without_reaching_the_model() {
+    let (dir, origin) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let repo = small_repository(origin.path());
+    let url = format!("sqlite://{}", dir.path().join("estimate.db").display());
+    // Nothing listens on the model's address: an estimate that called it would fail.
+    let model = [
+        ("LLM_PROVIDER", "openai-compatible"),
+        ("LLM_BASE_URL", "http://127.0.0.1:9/v1"),
+        ("LLM_MODEL", "priced-model"),
+        ("LLM_PRICES", "priced-model=3/15"),
+        ("LLM_BUDGET_USD_PER_RUN", "0.001"),
+    ];
+    let estimate = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .envs(model)
+        .args(["generate", &repo, "--estimate"])
+        .output()
+        .unwrap();
+    assert!(estimate.status.success(), "{}", stderr(&estimate));
+    let said = stdout(&estimate);
+    assert!(said.contains(&format!("a run of {repo}")) && said.contains("would write"), "{said}");
+    assert!(said.contains("planner (openai-compatible priced-model): 1 calls"), "{said}");
+    assert!(said.contains("writer (openai-compatible priced-model)"), "{said}");
+    assert!(
+        said.contains("budget LLM_BUDGET_USD_PER_RUN=$0.001") && said.contains("would pause"),
+        "{said}"
+    );
+
+    let json = isocrates(dir.path(), &url)
+        .env_remove("LOG_LEVEL")
+        .envs(model)
+        .args(["generate", &repo, "--estimate", "--json"])
+        .output()
+        .unwrap();
+    assert!(json.status.success(), "{}", stderr(&json));
+    let estimate: Value = serde_json::from_str(&stdout(&json)).unwrap();
+    let pages = estimate["pages"].as_array().unwrap();
+    assert!(pages.len() >= 3, "{estimate}");
+    let sum: f64 = pages.iter().map(|p| p["cost_usd"].as_f64().unwrap()).sum();
+    let cost = estimate["cost_usd"].as_f64().unwrap();
+    assert!(cost > sum && sum > 0.0, "pages and the planner are priced: {estimate}");
+    assert_eq!(estimate["within_budgets"], false);
+
+    // Nothing was started or tracked.
+    let jobs = isocrates(dir.path(), &url).args(["jobs", "list"]).output().unwrap();
+    assert!(jobs.status.success(), "{}", stderr(&jobs));
+    assert!(
+        !stdout(&jobs).contains("queued") && !stdout(&jobs).contains("completed"),
+        "{}",
+        stdout(&jobs)
+    );
+}
+
+#[test]
 fn generate_documents_this_very_repository_sensibly() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("self.db").display());

@@ -17,139 +17,12 @@ use isocrates_storage::documents::{
 };
 use isocrates_storage::links::{parse_wikilinks, title_key};
 use isocrates_testkit::{
-    chat_completion, git, model_docgen, on_both_backends, serve_on_loopback, test_docgen,
-    written_page_title,
+    chat_completion, git, model_docgen, on_both_backends, serve_on_loopback, shop, test_docgen,
+    write_file, written_page_title,
 };
 use isocrates_workflows::docgen::{DocgenInput, Trigger};
 use isocrates_workflows::pipeline::{self, Docgen};
 use serde_json::{Value, json};
-
-fn write(dir: &Path, path: &str, text: &str) {
-    let path = dir.join(path);
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    std::fs::write(path, text).unwrap();
-}
-
-/// A repository of about fifty files: a Rust workspace of two crates, a Python package, a
-/// TypeScript web app, a Go service and a Java library, with a README and the files a
-/// real repository carries that are not documentation's business (a lock file, vendored
-/// code, an image).
-fn shop(dir: &Path) -> String {
-    git(dir, &["init", "-q", "-b", "main"]);
-    write(
-        dir,
-        "README.md",
-        "# Shop\n\nSells widgets online.\n\n## Getting started\n\nRun `cargo build` and `npm start`.\n",
-    );
-    write(dir, "Cargo.toml", "[workspace]\nmembers = [\"core\", \"cli\"]\n");
-    write(dir, "Cargo.lock", "# generated\n");
-    write(
-        dir,
-        "core/Cargo.toml",
-        "[package]\nname = \"shop-core\"\ndescription = \"Carts, prices and orders.\"\n",
-    );
-    write(
-        dir,
-        "core/src/lib.rs",
-        "//! The shop's core.\npub mod cart;\npub mod price;\npub mod order;\n",
-    );
-    for (name, ty) in [("cart", "Cart"), ("price", "Price"), ("order", "Order")] {
-        write(
-            dir,
-            &format!("core/src/{name}.rs"),
-            &format!(
-                "/// A {name}.\npub struct {ty} {{\n    pub id: u64,\n}}\n\nimpl {ty} {{\n    /// Makes one.\n    pub fn new(id: u64) -> {ty} {{ {ty} {{ id }} }}\n}}\n"
-            ),
-        );
-    }
-    for i in 0..6 {
-        write(
-            dir,
-            &format!("core/src/rules/rule{i}.rs"),
-            &format!("/// Rule {i}.\npub fn rule{i}(total: u64) -> u64 {{ total + {i} }}\n"),
-        );
-    }
-    write(dir, "cli/Cargo.toml", "[package]\nname = \"shop-cli\"\n");
-    write(
-        dir,
-        "cli/src/main.rs",
-        "use shop_core::cart::Cart;\n\nfn main() {\n    let _ = Cart::new(1);\n}\n",
-    );
-    write(dir, "cli/src/args.rs", "/// Command-line arguments.\npub struct Args;\n");
-    write(
-        dir,
-        "tools/pyproject.toml",
-        "[project]\nname = \"shop-tools\"\ndescription = \"Reports on sales.\"\n",
-    );
-    write(dir, "tools/reports/__init__.py", "");
-    for i in 0..6 {
-        write(
-            dir,
-            &format!("tools/reports/report{i}.py"),
-            &format!("def report{i}(rows):\n    \"\"\"Report {i}.\"\"\"\n    return len(rows)\n"),
-        );
-    }
-    write(
-        dir,
-        "tools/main.py",
-        "from reports.report0 import report0\n\nif __name__ == \"__main__\":\n    report0([])\n",
-    );
-    write(
-        dir,
-        "web/package.json",
-        r#"{"name": "shop-web", "description": "The storefront.", "main": "src/index.ts"}"#,
-    );
-    write(
-        dir,
-        "web/src/index.ts",
-        "import { api } from './api';\nexport const start = () => api('/');\n",
-    );
-    write(
-        dir,
-        "web/src/api.ts",
-        "/** Calls the shop's API. */\nexport function api(path: string) { return fetch(path); }\n",
-    );
-    for i in 0..6 {
-        write(
-            dir,
-            &format!("web/src/components/Widget{i}.tsx"),
-            &format!("export const Widget{i} = () => <div>{i}</div>;\n"),
-        );
-    }
-    write(dir, "web/node_modules/left-pad/index.js", "module.exports = () => 1;\n");
-    write(dir, "svc/go.mod", "module example.com/shop/svc\n\ngo 1.22\n");
-    write(
-        dir,
-        "svc/main.go",
-        "package main\n\nimport \"example.com/shop/svc/store\"\n\nfunc main() { store.Open() }\n",
-    );
-    for i in 0..5 {
-        write(
-            dir,
-            &format!("svc/store/store{i}.go"),
-            &format!("package store\n\n// Open{i} opens store {i}.\nfunc Open{i}() {{}}\n"),
-        );
-    }
-    write(dir, "svc/store/open.go", "package store\n\n// Open opens the store.\nfunc Open() {}\n");
-    write(
-        dir,
-        "lib/pom.xml",
-        "<project><artifactId>shop-lib</artifactId><description>Shared Java code.</description></project>",
-    );
-    for i in 0..4 {
-        write(
-            dir,
-            &format!("lib/src/main/java/com/shop/Util{i}.java"),
-            &format!(
-                "package com.shop;\n\n/** Util {i}. */\npublic class Util{i} {{\n    public static int twice(int x) {{ return x * 2; }}\n}}\n"
-            ),
-        );
-    }
-    std::fs::write(dir.join("logo.png"), [0x89, b'P', b'N', b'G', 0, 0, 1, 2]).unwrap();
-    git(dir, &["add", "."]);
-    git(dir, &["commit", "-q", "-m", "the shop"]);
-    git(dir, &["rev-parse", "HEAD"])
-}
 
 /// What the model server was asked, by kind.
 #[derive(Default)]
@@ -447,7 +320,7 @@ on_both_backends! {
         assert_eq!(again.usage.tokens_in, 0);
 
         // core/src/cart.rs is a source of "Core Library" only.
-        write(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
+        write_file(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
         git(origin.path(), &["commit", "-q", "-am", "totals"]);
         calls.pages.lock().unwrap().clear();
         let changed = harness.run(repo, false).await;
@@ -458,7 +331,7 @@ on_both_backends! {
         assert_eq!((published["documents_written"].as_u64(), published["documents_skipped"].as_u64()), (Some(1), Some(6)));
 
         // A change to no page's source is skipped before any model call.
-        write(origin.path(), "tools/reports/report5.py", "def report5(rows):\n    return 5\n");
+        write_file(origin.path(), "tools/reports/report5.py", "def report5(rows):\n    return 5\n");
         git(origin.path(), &["commit", "-q", "-am", "report five"]);
         let untouched = harness.run(repo, false).await;
         assert_eq!(untouched.status, RunStatus::Skipped);
@@ -473,8 +346,8 @@ on_both_backends! {
 
         // Two new files in folders the wiki covers, in a commit no push described: the run
         // compares the two commits' trees itself.
-        write(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store.\nfunc Close() {}\n");
-        write(origin.path(), "core/src/rules/rule6.rs", "/// Rule 6.\npub fn rule6(total: u64) -> u64 { total + 6 }\n");
+        write_file(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store.\nfunc Close() {}\n");
+        write_file(origin.path(), "core/src/rules/rule6.rs", "/// Rule 6.\npub fn rule6(total: u64) -> u64 { total + 6 }\n");
         git(origin.path(), &["add", "."]);
         git(origin.path(), &["commit", "-q", "-m", "close and rule six"]);
         calls.pages.lock().unwrap().clear();
@@ -496,7 +369,7 @@ on_both_backends! {
         }
 
         // The new file is now a source like the others: changing it rewrites its page.
-        write(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store for good.\nfunc Close() {}\n");
+        write_file(origin.path(), "svc/store/close.go", "package store\n\n// Close closes the store for good.\nfunc Close() {}\n");
         git(origin.path(), &["commit", "-q", "-am", "close for good"]);
         calls.pages.lock().unwrap().clear();
         let changed = harness.run(repo, false).await;
@@ -511,7 +384,7 @@ on_both_backends! {
         let core = before.iter().find(|p| p.title == "Core Library").unwrap();
         harness.storage.move_document(&core.id, "handbook/libraries").await.unwrap();
 
-        write(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
+        write_file(origin.path(), "core/src/cart.rs", "/// A cart, now with a total.\npub struct Cart {\n    pub id: u64,\n}\n");
         git(origin.path(), &["commit", "-q", "-am", "totals"]);
         let changed = harness.run(repo, false).await;
         assert_eq!(changed.status, RunStatus::Completed, "{:?}", changed.error);
@@ -531,7 +404,7 @@ on_both_backends! {
         let repo = origin.path().to_str().unwrap();
         assert_eq!(harness.run(repo, false).await.status, RunStatus::Completed);
         git(origin.path(), &["checkout", "-q", "-b", "develop"]);
-        write(origin.path(), "core/src/cart.rs", "/// A cart on develop.\npub struct Cart;\n");
+        write_file(origin.path(), "core/src/cart.rs", "/// A cart on develop.\npub struct Cart;\n");
         git(origin.path(), &["commit", "-q", "-am", "develop work"]);
         let develop = git(origin.path(), &["rev-parse", "HEAD"]);
         git(origin.path(), &["checkout", "-q", "main"]);
@@ -606,8 +479,8 @@ on_both_backends! {
         assert_eq!(version.author_metadata.as_ref().unwrap()["model"], "static");
 
         // A new module gets a page; the pages of modules that did not change stay.
-        write(origin.path(), "extra/Cargo.toml", "[package]\nname = \"shop-extra\"\n");
-        write(origin.path(), "extra/src/lib.rs", "/// Extras.\npub fn extra() {}\n");
+        write_file(origin.path(), "extra/Cargo.toml", "[package]\nname = \"shop-extra\"\n");
+        write_file(origin.path(), "extra/src/lib.rs", "/// Extras.\npub fn extra() {}\n");
         git(origin.path(), &["add", "."]);
         git(origin.path(), &["commit", "-q", "-m", "extras"]);
         let grown = harness.run(repo, false).await;

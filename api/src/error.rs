@@ -77,6 +77,10 @@ pub enum Error {
     /// seconds.
     #[error("too many requests: retry in {0} s")]
     RateLimited(u64),
+    /// Something the service needs is out of reach for now (a repository's host, say);
+    /// the caller may try again.
+    #[error("{0}")]
+    Unavailable(String),
     /// A failure of ours; the caller sees a generic sentence, the log the cause.
     #[error("internal error: {0}")]
     Internal(String),
@@ -117,6 +121,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            Error::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -136,6 +141,7 @@ impl Error {
             Error::CircularDependency => "CIRCULAR_DEPENDENCY",
             Error::PayloadTooLarge(_) => "PAYLOAD_TOO_LARGE",
             Error::RateLimited(_) => "RATE_LIMITED",
+            Error::Unavailable(_) => "UNAVAILABLE",
             Error::Internal(_) => "INTERNAL_ERROR",
         }
     }

@@ -80,6 +80,7 @@ struct Inner {
     assistant: Assistant,
     limiter: Option<RateLimiter>,
     metrics: metrics::Metrics,
+    docgen: std::sync::OnceLock<Arc<isocrates_workflows::pipeline::Docgen>>,
 }
 
 /// The state every handler shares; cheap to clone.
@@ -117,12 +118,25 @@ impl AppState {
             assistant,
             limiter,
             metrics: metrics::Metrics::default(),
+            docgen: std::sync::OnceLock::new(),
         })))
     }
 
     /// What answers questions.
     pub fn assistant(&self) -> &Assistant {
         &self.0.assistant
+    }
+
+    /// Gives the jobs the documentation workflow's parts (its git settings, models,
+    /// prompts and budgets), for dry runs and the budgets' figures; a second call changes
+    /// nothing.
+    pub fn set_docgen(&self, docgen: Arc<isocrates_workflows::pipeline::Docgen>) {
+        let _ = self.0.docgen.set(docgen);
+    }
+
+    /// The documentation workflow's parts, when given.
+    pub fn docgen(&self) -> Option<&Arc<isocrates_workflows::pipeline::Docgen>> {
+        self.0.docgen.get()
     }
 
     /// The workflow engine, for the jobs.

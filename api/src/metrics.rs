@@ -206,7 +206,69 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
         }
         Err(e) => tracing::warn!(error = %e, "metrics: the spending cannot be read"),
     }
+    render_month(&state, &mut out).await;
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
+}
+
+/// This month's spending by model and by repository, and the caps it is held to.
+async fn render_month(state: &AppState, out: &mut String) {
+    let month = isocrates_engine::month_of(&isocrates_storage::Timestamp::now());
+    let lines = match state.engine().spending_since(&month).await {
+        Ok(lines) => lines,
+        Err(e) => {
+            tracing::warn!(error = %e, "metrics: this month's spending cannot be read");
+            return;
+        }
+    };
+    let mut by_model: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
+    let mut by_repo: std::collections::BTreeMap<&str, f64> = Default::default();
+    for line in lines.iter().filter(|l| l.month == month) {
+        *by_model.entry((line.provider.as_str(), line.model.as_str())).or_default() +=
+            line.cost_usd;
+        if let Some(repo) = line.key.as_deref().and_then(isocrates_workflows::docgen::repo_of_key) {
+            *by_repo.entry(repo).or_default() += line.cost_usd;
+        }
+    }
+    family(
+        out,
+        "isocrates_llm_month_cost_usd",
+        "gauge",
+        "What the model calls of this calendar month (UTC) cost, in US dollars.",
+    );
+    for ((provider, model), cost) in &by_model {
+        let _ = writeln!(
+            out,
+            "isocrates_llm_month_cost_usd{{provider=\"{}\",model=\"{}\"}} {cost}",
+            escape(provider),
+            escape(model)
+        );
+    }
+    family(
+        out,
+        "isocrates_llm_month_repository_cost_usd",
+        "gauge",
+        "What each repository's runs cost this calendar month (UTC), in US dollars.",
+    );
+    for (repo, cost) in &by_repo {
+        let _ = writeln!(
+            out,
+            "isocrates_llm_month_repository_cost_usd{{repository=\"{}\"}} {cost}",
+            escape(repo)
+        );
+    }
+    let Some(budgets) = state.docgen().map(|d| d.settings.budgets).filter(|b| b.any()) else {
+        return;
+    };
+    family(out, "isocrates_llm_budget_usd", "gauge", "The caps on model spending, in US dollars.");
+    for (name, cap) in [
+        ("per_run", budgets.per_run_usd),
+        ("per_month", budgets.per_month_usd),
+        ("per_repo_per_month", budgets.per_repo_month_usd),
+    ] {
+        if let Some(cap) = cap {
+            let _ = writeln!(out, "isocrates_llm_budget_usd{{budget=\"{name}\"}} {cap}");
+        }
+    }
 }
 
 fn model_labels(s: &isocrates_engine::ModelSpend) -> String {

@@ -303,10 +303,184 @@ pub struct JobOut {
     pub tokens_out: i64,
     /// What the models cost, in US dollars.
     pub cost_usd: f64,
+    /// The same, by provider and model.
+    pub spending: Vec<ModelSpendOut>,
     /// Pages published.
     pub documents_written: u64,
     /// Pages left as they were.
     pub documents_skipped: u64,
+}
+
+/// What one model spent: on a job, in a month, or on a repository in a month.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct ModelSpendOut {
+    /// The provider's kind (`openai`, `ollama`, ...).
+    pub provider: String,
+    /// The model, as the provider names it.
+    pub model: String,
+    /// Calls answered.
+    pub calls: i64,
+    /// Tokens sent.
+    pub tokens_in: i64,
+    /// Tokens received.
+    pub tokens_out: i64,
+    /// What they cost, in US dollars.
+    pub cost_usd: f64,
+}
+
+/// A dry run's answer: what a run would write and cost, worked out without a model.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct EstimateOut {
+    /// Always true: nothing was started.
+    pub dry_run: bool,
+    /// The repository.
+    pub repo_url: String,
+    /// The commit the run would document.
+    pub commit_sha: String,
+    /// Why the run would write nothing, when it would not.
+    pub skipped: Option<String>,
+    /// Where the pages come from: `previous_run` (the published pages) or `analysis`
+    /// (the plan made without a planner, standing in for the planner's).
+    pub planned_by: Option<String>,
+    /// Whether the run would call the planner.
+    pub calls_planner: bool,
+    /// The pages it would write.
+    pub pages: Vec<PageEstimateOut>,
+    /// Calls, tokens and cost by model tier.
+    pub tiers: Vec<TierEstimateOut>,
+    /// Tokens sent, over every call.
+    pub tokens_in: u64,
+    /// Tokens received, over every call.
+    pub tokens_out: u64,
+    /// The cost at the configured prices, in US dollars.
+    pub cost_usd: f64,
+    /// Whether every model called has a price; when not, `cost_usd` counts the priced ones.
+    pub priced: bool,
+    /// The caps that are set, with what each counts already this month.
+    pub budgets: Vec<BudgetStateOut>,
+    /// Whether the estimated cost fits in every cap.
+    pub within_budgets: bool,
+}
+
+/// One page a run would write.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct PageEstimateOut {
+    /// Its title.
+    pub title: String,
+    /// Its folder below the repository's.
+    pub path: String,
+    /// Its kind.
+    pub doc_type: String,
+    /// Tokens of its writer prompt.
+    pub tokens_in: u64,
+    /// Tokens of its answer, estimated.
+    pub tokens_out: u64,
+    /// What writing it would cost, in US dollars.
+    pub cost_usd: f64,
+    /// `previous_version`, `repository_average`, `default`, or `static` (no model).
+    pub tokens_out_from: String,
+}
+
+/// What one model tier would be called for.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TierEstimateOut {
+    /// `planner` or `writer`.
+    pub tier: String,
+    /// The provider's kind.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Calls.
+    pub calls: u64,
+    /// Tokens sent.
+    pub tokens_in: u64,
+    /// Tokens received, estimated.
+    pub tokens_out: u64,
+    /// The cost at its prices, in US dollars.
+    pub cost_usd: f64,
+    /// Whether the model has a price.
+    pub priced: bool,
+}
+
+/// One cap and what it counts.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct BudgetStateOut {
+    /// The variable that sets it.
+    pub variable: String,
+    /// The cap, in US dollars.
+    pub limit_usd: f64,
+    /// What it counts already.
+    pub spent_usd: f64,
+    /// What is left.
+    pub remaining_usd: f64,
+}
+
+impl From<isocrates_workflows::pipeline::estimate::Estimate> for EstimateOut {
+    fn from(e: isocrates_workflows::pipeline::estimate::Estimate) -> EstimateOut {
+        EstimateOut {
+            dry_run: true,
+            repo_url: e.repo_url,
+            commit_sha: e.commit_sha,
+            skipped: e.skipped,
+            planned_by: e.planned_by,
+            calls_planner: e.calls_planner,
+            pages: e
+                .pages
+                .into_iter()
+                .map(|p| PageEstimateOut {
+                    title: p.title,
+                    path: p.path,
+                    doc_type: p.doc_type,
+                    tokens_in: p.tokens_in,
+                    tokens_out: p.tokens_out,
+                    cost_usd: p.cost_usd,
+                    tokens_out_from: p.tokens_out_from,
+                })
+                .collect(),
+            tiers: e
+                .tiers
+                .into_iter()
+                .map(|t| TierEstimateOut {
+                    tier: t.tier,
+                    provider: t.provider,
+                    model: t.model,
+                    calls: t.calls,
+                    tokens_in: t.tokens_in,
+                    tokens_out: t.tokens_out,
+                    cost_usd: t.cost_usd,
+                    priced: t.priced,
+                })
+                .collect(),
+            tokens_in: e.tokens_in,
+            tokens_out: e.tokens_out,
+            cost_usd: e.cost_usd,
+            priced: e.priced,
+            budgets: e
+                .budgets
+                .into_iter()
+                .map(|b| BudgetStateOut {
+                    variable: b.variable.to_string(),
+                    limit_usd: b.limit_usd,
+                    spent_usd: b.spent_usd,
+                    remaining_usd: b.remaining_usd,
+                })
+                .collect(),
+            within_budgets: e.within_budgets,
+        }
+    }
+}
+
+impl From<isocrates_engine::ModelSpend> for ModelSpendOut {
+    fn from(s: isocrates_engine::ModelSpend) -> ModelSpendOut {
+        ModelSpendOut {
+            provider: s.provider,
+            model: s.model,
+            calls: s.calls,
+            tokens_in: s.tokens_in,
+            tokens_out: s.tokens_out,
+            cost_usd: s.cost_usd,
+        }
+    }
 }
 
 impl JobOut {
@@ -326,12 +500,19 @@ impl JobOut {
     ) -> Result<Vec<JobOut>, isocrates_engine::Error> {
         let ids: Vec<String> = runs.iter().map(|r| r.id.clone()).collect();
         let mut attempts = engine.steps_of_runs(&ids).await?;
+        let mut spending = engine.spend_of_runs(&ids).await?;
         let facts = isocrates_workflows::docgen::facts(engine, runs).await?;
         let mut jobs = Vec::with_capacity(runs.len());
         for (run, facts) in runs.iter().zip(facts) {
             let names = engine.step_names(&run.workflow)?;
             let attempts = attempts.remove(&run.id).unwrap_or_default();
             let mut job = JobOut::new(run, &names, &attempts, facts.clone());
+            job.spending = spending
+                .remove(&run.id)
+                .unwrap_or_default()
+                .into_iter()
+                .map(ModelSpendOut::from)
+                .collect();
             // A running step that fans out says how far it got.
             if run.status == RunStatus::Running
                 && let Some(name) = names.get(run.current_step)
@@ -420,6 +601,7 @@ impl JobOut {
             tokens_in: run.usage.tokens_in,
             tokens_out: run.usage.tokens_out,
             cost_usd: run.usage.cost_usd,
+            spending: Vec::new(),
             documents_written: facts.documents_written,
             documents_skipped: facts.documents_skipped,
         }

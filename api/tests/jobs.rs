@@ -237,6 +237,23 @@ on_both_backends! {
         assert_eq!(job["tokens_in"], 1200);
         assert_eq!(job["tokens_out"], 300);
         assert_eq!(job["cost_usd"], 0.25);
+        assert_eq!(
+            job["spending"],
+            json!([{"provider": "openai", "model": "gpt-test", "calls": 1, "tokens_in": 1200, "tokens_out": 300, "cost_usd": 0.25}]),
+            "the job's spending by model"
+        );
+        let spending = jobs.app.get("/api/jobs/spending?months=2", Some(&admin)).await;
+        assert_eq!(spending.status, StatusCode::OK, "{:?}", spending.body);
+        let month = &spending.body["months"][0];
+        assert_eq!((month["calls"].as_i64(), month["cost_usd"].as_f64()), (Some(1), Some(0.25)), "{}", spending.body);
+        assert_eq!(spending.body["repositories"][0]["repo_url"], REPO);
+        assert_eq!(spending.body["budgets"]["per_run_usd"], Value::Null, "no cap is set");
+        let months = jobs.app.get("/api/jobs/spending?months=0", Some(&admin)).await;
+        assert_eq!(months.status, StatusCode::UNPROCESSABLE_ENTITY, "{:?}", months.body);
+        // This engine runs a scripted workflow: there is nothing to estimate with.
+        let dry = jobs.create(&admin, json!({"repo_url": REPO, "dry_run": true})).await;
+        assert_eq!(dry.status, StatusCode::SERVICE_UNAVAILABLE, "{:?}", dry.body);
+        assert_eq!(dry.body["error"], "UNAVAILABLE");
 
         let analyze = step(&job, "analyze");
         assert_eq!(analyze["attempts"], 3);

@@ -15,7 +15,7 @@ pub use runner::{
     Counters, Engine, Error, NewRun, QueueHealth, RunFilter, StatusCounts, StepTask, Submitted,
     Worker,
 };
-pub use store::{ModelSpend, Run, Spender, StepRecord, Usage};
+pub use store::{ModelSpend, Run, SpendLine, Spender, Spent, StepRecord, Usage, month_of};
 pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
 
 use serde::{Deserialize, Serialize};

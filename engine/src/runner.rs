@@ -503,6 +503,26 @@ impl Engine {
         Ok(store::spend_by_model(&self.0.db).await?)
     }
 
+    /// The spending of the months from `since` (`YYYY-MM`, UTC) on, by month, concurrency
+    /// key, provider and model, newest month first.
+    pub async fn spending_since(&self, since: &str) -> Result<Vec<store::SpendLine>, Error> {
+        Ok(store::spending_since(&self.0.db, since).await?)
+    }
+
+    /// What this month has spent in all and on the runs of concurrency key `key`: what a
+    /// new run's budget would count.
+    pub async fn spent_this_month(&self, key: &str) -> Result<store::Spent, Error> {
+        Ok(store::month_spent(&self.0.db, key).await?)
+    }
+
+    /// What each model spent on each of `run_ids`, in one query.
+    pub async fn spend_of_runs(
+        &self,
+        run_ids: &[String],
+    ) -> Result<HashMap<String, Vec<ModelSpend>>, Error> {
+        Ok(store::spend_of_runs(&self.0.db, run_ids).await?)
+    }
+
     /// The names of a workflow's steps.
     pub fn step_names(&self, workflow: &str) -> Result<Vec<String>, Error> {
         Ok(self.workflow(workflow)?.steps.iter().map(|s| s.name.clone()).collect())
@@ -1089,11 +1109,16 @@ impl ItemStore for Items {
         Box::pin(async move { store::cancel_requested(&db, &run_id).await.map_err(db_failure) })
     }
 
-    fn add_usage(&self, run_id: &str, by: Option<Spender>, usage: Usage) -> ItemFuture<()> {
+    fn add_usage(&self, run_id: &str, by: Spender, usage: Usage) -> ItemFuture<()> {
         let (db, run_id) = (self.0.clone(), run_id.to_string());
-        Box::pin(async move {
-            store::add_usage(&db, &run_id, by.as_ref(), usage).await.map_err(db_failure)
-        })
+        Box::pin(
+            async move { store::add_usage(&db, &run_id, &by, usage).await.map_err(db_failure) },
+        )
+    }
+
+    fn spent(&self, run_id: &str) -> ItemFuture<store::Spent> {
+        let (db, run_id) = (self.0.clone(), run_id.to_string());
+        Box::pin(async move { store::spent(&db, &run_id).await.map_err(db_failure) })
     }
 }
 

@@ -435,14 +435,20 @@ pub struct ModelSpend {
     pub cost_usd: f64,
 }
 
-/// Adds what one model call spent to the run's totals and, when the model is known, to its
-/// line of the run's spending by model; both or neither.
+/// The calendar month (UTC) of `at`, as spending is kept: `YYYY-MM`.
+pub fn month_of(at: &Timestamp) -> String {
+    at.0.format("%Y-%m").to_string()
+}
+
+/// Adds what one call of model `by` spent to the run's totals and to its line of the run's
+/// spending by model and month (the current one); both or neither.
 pub(crate) async fn add_usage(
     db: &Db,
     run_id: &str,
-    by: Option<&Spender>,
+    by: &Spender,
     usage: Usage,
 ) -> Result<(), isocrates_db::Error> {
+    let month = month_of(&Timestamp::now());
     let mut tx = db.begin().await?;
     tx.execute(
         "UPDATE runs SET tokens_in = tokens_in + $1, tokens_out = tokens_out + $2, \
@@ -450,25 +456,24 @@ pub(crate) async fn add_usage(
         args![usage.tokens_in, usage.tokens_out, usage.cost_usd, run_id],
     )
     .await?;
-    if let Some(by) = by {
-        tx.execute(
-            "INSERT INTO run_usage (run_id, provider, model, calls, tokens_in, tokens_out, \
-             cost_usd) VALUES ($1, $2, $3, 1, $4, $5, $6) \
-             ON CONFLICT (run_id, provider, model) DO UPDATE SET calls = run_usage.calls + 1, \
-             tokens_in = run_usage.tokens_in + excluded.tokens_in, \
-             tokens_out = run_usage.tokens_out + excluded.tokens_out, \
-             cost_usd = run_usage.cost_usd + excluded.cost_usd",
-            args![
-                run_id,
-                by.provider.as_str(),
-                by.model.as_str(),
-                usage.tokens_in,
-                usage.tokens_out,
-                usage.cost_usd
-            ],
-        )
-        .await?;
-    }
+    tx.execute(
+        "INSERT INTO run_usage (run_id, month, provider, model, calls, tokens_in, tokens_out, \
+         cost_usd) VALUES ($1, $2, $3, $4, 1, $5, $6, $7) \
+         ON CONFLICT (run_id, month, provider, model) DO UPDATE SET \
+         calls = run_usage.calls + 1, tokens_in = run_usage.tokens_in + excluded.tokens_in, \
+         tokens_out = run_usage.tokens_out + excluded.tokens_out, \
+         cost_usd = run_usage.cost_usd + excluded.cost_usd",
+        args![
+            run_id,
+            month.as_str(),
+            by.provider.as_str(),
+            by.model.as_str(),
+            usage.tokens_in,
+            usage.tokens_out,
+            usage.cost_usd
+        ],
+    )
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -484,6 +489,129 @@ pub(crate) async fn spend_by_model(db: &Db) -> Result<Vec<ModelSpend>, isocrates
         args![],
     )
     .await
+}
+
+/// What a run has spent, and what has been spent this month (UTC) in all and by the runs
+/// that share its concurrency key: what a budget is checked against.
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+pub struct Spent {
+    /// By the run, in US dollars.
+    pub run_usd: f64,
+    /// By every run this month.
+    pub month_usd: f64,
+    /// By the runs of the run's concurrency key this month (a repository's); 0 for a run
+    /// without a key.
+    pub key_month_usd: f64,
+}
+
+/// What the run `run_id` and this month have spent.
+pub(crate) async fn spent(db: &Db, run_id: &str) -> Result<Spent, isocrates_db::Error> {
+    let month = month_of(&Timestamp::now());
+    let row: Option<Spent> = db
+        .fetch_optional(
+            "SELECT r.cost_usd AS run_usd, \
+             CAST((SELECT COALESCE(sum(m.cost_usd), 0) FROM run_usage m WHERE m.month = $2) \
+               AS DOUBLE PRECISION) AS month_usd, \
+             CAST((SELECT COALESCE(sum(k.cost_usd), 0) FROM run_usage k \
+               JOIN runs o ON o.id = k.run_id \
+               WHERE k.month = $2 AND o.concurrency_key = r.concurrency_key) \
+               AS DOUBLE PRECISION) AS key_month_usd \
+             FROM runs r WHERE r.id = $1",
+            args![run_id, month.as_str()],
+        )
+        .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// What this month has spent in all and on the runs of concurrency key `key`, before any
+/// run of its own: what a new run's budget would count.
+pub(crate) async fn month_spent(db: &Db, key: &str) -> Result<Spent, isocrates_db::Error> {
+    let month = month_of(&Timestamp::now());
+    let row: Option<Spent> = db
+        .fetch_optional(
+            "SELECT CAST(0 AS DOUBLE PRECISION) AS run_usd, \
+             CAST((SELECT COALESCE(sum(m.cost_usd), 0) FROM run_usage m WHERE m.month = $1) \
+               AS DOUBLE PRECISION) AS month_usd, \
+             CAST((SELECT COALESCE(sum(k.cost_usd), 0) FROM run_usage k \
+               JOIN runs o ON o.id = k.run_id WHERE k.month = $1 AND o.concurrency_key = $2) \
+               AS DOUBLE PRECISION) AS key_month_usd",
+            args![month.as_str(), key],
+        )
+        .await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// One line of spending: what one model spent in one month on the runs of one
+/// concurrency key.
+#[derive(Debug, Clone, PartialEq, sqlx::FromRow)]
+pub struct SpendLine {
+    /// The month, `YYYY-MM` in UTC.
+    pub month: String,
+    /// The runs' concurrency key (a repository's), if they have one.
+    pub key: Option<String>,
+    /// The provider's kind.
+    pub provider: String,
+    /// The model.
+    pub model: String,
+    /// Calls answered.
+    pub calls: i64,
+    /// Tokens sent.
+    pub tokens_in: i64,
+    /// Tokens received.
+    pub tokens_out: i64,
+    /// Their cost in US dollars.
+    pub cost_usd: f64,
+}
+
+/// The spending of the months from `since` (`YYYY-MM`) on, by month, concurrency key,
+/// provider and model, newest month first.
+pub(crate) async fn spending_since(
+    db: &Db,
+    since: &str,
+) -> Result<Vec<SpendLine>, isocrates_db::Error> {
+    db.fetch_all(
+        "SELECT u.month, r.concurrency_key AS key, u.provider, u.model, \
+         CAST(sum(u.calls) AS BIGINT) AS calls, CAST(sum(u.tokens_in) AS BIGINT) AS tokens_in, \
+         CAST(sum(u.tokens_out) AS BIGINT) AS tokens_out, \
+         CAST(sum(u.cost_usd) AS DOUBLE PRECISION) AS cost_usd \
+         FROM run_usage u JOIN runs r ON r.id = u.run_id WHERE u.month >= $1 \
+         GROUP BY u.month, r.concurrency_key, u.provider, u.model \
+         ORDER BY u.month DESC, r.concurrency_key, u.provider, u.model",
+        args![since],
+    )
+    .await
+}
+
+/// What each model spent on each of the runs `ids`, over every month.
+pub(crate) async fn spend_of_runs(
+    db: &Db,
+    ids: &[String],
+) -> Result<HashMap<String, Vec<ModelSpend>>, isocrates_db::Error> {
+    #[derive(sqlx::FromRow)]
+    struct Row {
+        run_id: String,
+        #[sqlx(flatten)]
+        spend: ModelSpend,
+    }
+    let mut by_run: HashMap<String, Vec<ModelSpend>> = HashMap::new();
+    if ids.is_empty() {
+        return Ok(by_run);
+    }
+    let mut q = isocrates_db::QueryBuilder::new(
+        "SELECT run_id, provider, model, CAST(sum(calls) AS BIGINT) AS calls, \
+         CAST(sum(tokens_in) AS BIGINT) AS tokens_in, \
+         CAST(sum(tokens_out) AS BIGINT) AS tokens_out, \
+         CAST(sum(cost_usd) AS DOUBLE PRECISION) AS cost_usd \
+         FROM run_usage WHERE run_id IN (",
+    );
+    in_list(&mut q, ids);
+    q.push(") GROUP BY run_id, provider, model ORDER BY run_id, provider, model");
+    let (sql, args) = q.finish();
+    let rows: Vec<Row> = db.fetch_all(sql, args).await?;
+    for row in rows {
+        by_run.entry(row.run_id).or_default().push(row.spend);
+    }
+    Ok(by_run)
 }
 
 #[derive(sqlx::FromRow)]

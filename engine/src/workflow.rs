@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::core::{FailureKind, RetryPolicy};
-use crate::store::{Spender, Usage};
+use crate::store::{Spender, Spent, Usage};
 
 /// What a step returns when it ends normally.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,14 +158,54 @@ pub(crate) trait ItemStore: Send + Sync {
     fn save(&self, run_id: &str, step: usize, key: &str, output: &Value) -> ItemFuture<()>;
     /// Whether the run was asked to stop.
     fn cancelled(&self, run_id: &str) -> ItemFuture<bool>;
-    /// Adds to what the run spent, and to the line of model `by` when it is known.
-    fn add_usage(&self, run_id: &str, by: Option<Spender>, usage: Usage) -> ItemFuture<()>;
+    /// Adds to what the run spent, on the line of model `by`.
+    fn add_usage(&self, run_id: &str, by: Spender, usage: Usage) -> ItemFuture<()>;
+    /// What the run and this month have spent.
+    fn spent(&self, run_id: &str) -> ItemFuture<Spent>;
+}
+
+/// The item store of a step run outside any run: it records nothing.
+struct Detached;
+
+impl ItemStore for Detached {
+    fn load(&self, _: &str, _: usize, _: &str) -> ItemFuture<Option<Value>> {
+        Box::pin(async { Ok(None) })
+    }
+    fn save(&self, _: &str, _: usize, _: &str, _: &Value) -> ItemFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn cancelled(&self, _: &str) -> ItemFuture<bool> {
+        Box::pin(async { Ok(false) })
+    }
+    fn add_usage(&self, _: &str, _: Spender, _: Usage) -> ItemFuture<()> {
+        Box::pin(async { Ok(()) })
+    }
+    fn spent(&self, _: &str) -> ItemFuture<Spent> {
+        Box::pin(async { Ok(Spent::default()) })
+    }
 }
 
 /// The future of an item store call.
 pub(crate) type ItemFuture<T> = Pin<Box<dyn Future<Output = Result<T, StepError>> + Send>>;
 
 impl StepContext {
+    /// A context for running steps outside any run, as a dry run does: `outputs` stand for
+    /// the earlier steps' checkpoints, items run every time and nothing is recorded.
+    pub fn detached(
+        run_id: impl Into<String>,
+        input: Value,
+        outputs: BTreeMap<String, Value>,
+    ) -> StepContext {
+        StepContext {
+            run_id: run_id.into(),
+            input,
+            outputs,
+            attempt: 1,
+            items: Arc::new(Detached),
+            step_index: 0,
+        }
+    }
+
     /// Runs one item of a step that fans out, at most once per run: an item that finished
     /// before (in an earlier attempt, or before a crash) returns its recorded output
     /// without running again. Cancellation is checked before each item.
@@ -191,17 +231,19 @@ impl StepContext {
         self.items.cancelled(&self.run_id).await
     }
 
-    /// Adds what one model call spent to the run's totals. Call it as soon as the call
-    /// returns, before its item is recorded: a run shows what it paid for even when it
-    /// fails or is cancelled afterwards.
-    pub async fn add_usage(&self, usage: Usage) -> Result<(), StepError> {
-        self.items.add_usage(&self.run_id, None, usage).await
+    /// Adds what one call of model `by` spent to the run's totals and to that model's line
+    /// of the run's spending this month. Call it as soon as the call returns, before its
+    /// item is recorded: a run shows what it paid for even when it fails or is cancelled
+    /// afterwards.
+    pub async fn add_model_usage(&self, by: Spender, usage: Usage) -> Result<(), StepError> {
+        self.items.add_usage(&self.run_id, by, usage).await
     }
 
-    /// [`StepContext::add_usage`] for a call of a known model, also counted on that model's
-    /// line of the run's spending.
-    pub async fn add_model_usage(&self, by: Spender, usage: Usage) -> Result<(), StepError> {
-        self.items.add_usage(&self.run_id, Some(by), usage).await
+    /// What the run has spent so far, and what this month has in all and on the runs that
+    /// share the run's concurrency key: what a step checks a budget against. Nothing for a
+    /// [detached](StepContext::detached) context.
+    pub async fn spent(&self) -> Result<Spent, StepError> {
+        self.items.spent(&self.run_id).await
     }
 
     /// The output of the earlier step `name`.

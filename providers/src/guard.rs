@@ -106,6 +106,11 @@ impl Llm {
         self.provider.as_ref()
     }
 
+    /// The prices its calls are costed at when the provider reports no cost.
+    pub fn prices(&self) -> Option<Prices> {
+        self.prices
+    }
+
     /// The tokens and cost of every call so far.
     pub fn totals(&self) -> (Usage, f64) {
         self.totals.lock().map(|t| *t).unwrap_or_default()

@@ -8,7 +8,7 @@
 //! that honour `Retry-After`, a circuit breaker, and the tokens and cost of each call.
 //! [`json`] gets structured answers out of models: the schema where the provider takes
 //! one, extraction from fenced or loose text, a repair pass, and a re-ask that shows the
-//! model its error.
+//! model its error. [`tokens`] estimates token counts without calling a model.
 //!
 //! Boundary: this crate knows nothing of storage or workflows, and never logs a key.
 
@@ -19,6 +19,7 @@ mod http;
 pub mod json;
 pub mod ollama;
 pub mod openai;
+pub mod tokens;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -76,6 +76,139 @@ pub fn written_page_title(prompt: &str) -> String {
     first.rsplit_once(" (").map_or(first, |(title, _)| title).to_string()
 }
 
+/// Writes `text` to `path` under `dir`, making its folders.
+pub fn write_file(dir: &std::path::Path, path: &str, text: &str) {
+    let path = dir.join(path);
+    std::fs::create_dir_all(path.parent().expect("a file has a folder")).expect("its folder");
+    std::fs::write(path, text).expect("the file is written");
+}
+
+/// A repository of about fifty files: a Rust workspace of two crates, a Python package, a
+/// TypeScript web app, a Go service and a Java library, with a README and the files a
+/// real repository carries that are not documentation's business (a lock file, vendored
+/// code, an image).
+pub fn shop(dir: &std::path::Path) -> String {
+    git(dir, &["init", "-q", "-b", "main"]);
+    write_file(
+        dir,
+        "README.md",
+        "# Shop\n\nSells widgets online.\n\n## Getting started\n\nRun `cargo build` and `npm start`.\n",
+    );
+    write_file(dir, "Cargo.toml", "[workspace]\nmembers = [\"core\", \"cli\"]\n");
+    write_file(dir, "Cargo.lock", "# generated\n");
+    write_file(
+        dir,
+        "core/Cargo.toml",
+        "[package]\nname = \"shop-core\"\ndescription = \"Carts, prices and orders.\"\n",
+    );
+    write_file(
+        dir,
+        "core/src/lib.rs",
+        "//! The shop's core.\npub mod cart;\npub mod price;\npub mod order;\n",
+    );
+    for (name, ty) in [("cart", "Cart"), ("price", "Price"), ("order", "Order")] {
+        write_file(
+            dir,
+            &format!("core/src/{name}.rs"),
+            &format!(
+                "/// A {name}.\npub struct {ty} {{\n    pub id: u64,\n}}\n\nimpl {ty} {{\n    /// Makes one.\n    pub fn new(id: u64) -> {ty} {{ {ty} {{ id }} }}\n}}\n"
+            ),
+        );
+    }
+    for i in 0..6 {
+        write_file(
+            dir,
+            &format!("core/src/rules/rule{i}.rs"),
+            &format!("/// Rule {i}.\npub fn rule{i}(total: u64) -> u64 {{ total + {i} }}\n"),
+        );
+    }
+    write_file(dir, "cli/Cargo.toml", "[package]\nname = \"shop-cli\"\n");
+    write_file(
+        dir,
+        "cli/src/main.rs",
+        "use shop_core::cart::Cart;\n\nfn main() {\n    let _ = Cart::new(1);\n}\n",
+    );
+    write_file(dir, "cli/src/args.rs", "/// Command-line arguments.\npub struct Args;\n");
+    write_file(
+        dir,
+        "tools/pyproject.toml",
+        "[project]\nname = \"shop-tools\"\ndescription = \"Reports on sales.\"\n",
+    );
+    write_file(dir, "tools/reports/__init__.py", "");
+    for i in 0..6 {
+        write_file(
+            dir,
+            &format!("tools/reports/report{i}.py"),
+            &format!("def report{i}(rows):\n    \"\"\"Report {i}.\"\"\"\n    return len(rows)\n"),
+        );
+    }
+    write_file(
+        dir,
+        "tools/main.py",
+        "from reports.report0 import report0\n\nif __name__ == \"__main__\":\n    report0([])\n",
+    );
+    write_file(
+        dir,
+        "web/package.json",
+        r#"{"name": "shop-web", "description": "The storefront.", "main": "src/index.ts"}"#,
+    );
+    write_file(
+        dir,
+        "web/src/index.ts",
+        "import { api } from './api';\nexport const start = () => api('/');\n",
+    );
+    write_file(
+        dir,
+        "web/src/api.ts",
+        "/** Calls the shop's API. */\nexport function api(path: string) { return fetch(path); }\n",
+    );
+    for i in 0..6 {
+        write_file(
+            dir,
+            &format!("web/src/components/Widget{i}.tsx"),
+            &format!("export const Widget{i} = () => <div>{i}</div>;\n"),
+        );
+    }
+    write_file(dir, "web/node_modules/left-pad/index.js", "module.exports = () => 1;\n");
+    write_file(dir, "svc/go.mod", "module example.com/shop/svc\n\ngo 1.22\n");
+    write_file(
+        dir,
+        "svc/main.go",
+        "package main\n\nimport \"example.com/shop/svc/store\"\n\nfunc main() { store.Open() }\n",
+    );
+    for i in 0..5 {
+        write_file(
+            dir,
+            &format!("svc/store/store{i}.go"),
+            &format!("package store\n\n// Open{i} opens store {i}.\nfunc Open{i}() {{}}\n"),
+        );
+    }
+    write_file(
+        dir,
+        "svc/store/open.go",
+        "package store\n\n// Open opens the store.\nfunc Open() {}\n",
+    );
+    write_file(
+        dir,
+        "lib/pom.xml",
+        "<project><artifactId>shop-lib</artifactId><description>Shared Java code.</description></project>",
+    );
+    for i in 0..4 {
+        write_file(
+            dir,
+            &format!("lib/src/main/java/com/shop/Util{i}.java"),
+            &format!(
+                "package com.shop;\n\n/** Util {i}. */\npublic class Util{i} {{\n    public static int twice(int x) {{ return x * 2; }}\n}}\n"
+            ),
+        );
+    }
+    std::fs::write(dir.join("logo.png"), [0x89, b'P', b'N', b'G', 0, 0, 1, 2])
+        .expect("the test repository is written");
+    git(dir, &["add", "."]);
+    git(dir, &["commit", "-q", "-m", "the shop"]);
+    git(dir, &["rev-parse", "HEAD"])
+}
+
 /// A fresh, migrated database that disappears with the value.
 pub struct TestDb {
     /// The URL the database answers at.
@@ -318,10 +451,27 @@ impl TestApp {
     pub async fn with_config(db: TestDb, adjust: impl FnOnce(&mut ApiConfig)) -> TestApp {
         let repos = tempfile::tempdir().expect("a folder for clones");
         let docgen = test_docgen(&db.storage, repos.path());
-        let workflows = vec![isocrates_workflows::pipeline::workflow(Arc::new(docgen))];
-        let mut app = TestApp::with_workflows(db, workflows, adjust).await;
+        let mut app = TestApp::with_docgen(db, docgen, adjust).await;
         app._repos = repos;
         app
+    }
+
+    /// The API over `db` whose jobs run and estimate the documentation workflow over
+    /// `docgen`, with a configuration adjusted by `adjust`. No worker runs until the test
+    /// starts one on [`TestApp::engine`].
+    pub async fn with_docgen(
+        db: TestDb,
+        docgen: Docgen,
+        adjust: impl FnOnce(&mut ApiConfig),
+    ) -> TestApp {
+        let docgen = Arc::new(docgen);
+        let workflows = vec![isocrates_workflows::pipeline::workflow(docgen.clone())];
+        let assistant = isocrates_api::Assistant {
+            model: None,
+            prompts: Arc::new(Prompts::built_in()),
+            embedder: None,
+        };
+        TestApp::build(db, workflows, adjust, assistant, Some(docgen)).await
     }
 
     /// The API over `db` whose engine runs `workflows` (a test's own `docgen`, say), with a
@@ -358,6 +508,16 @@ impl TestApp {
         adjust: impl FnOnce(&mut ApiConfig),
         assistant: isocrates_api::Assistant,
     ) -> TestApp {
+        TestApp::build(db, workflows, adjust, assistant, None).await
+    }
+
+    async fn build(
+        db: TestDb,
+        workflows: Vec<isocrates_engine::Workflow>,
+        adjust: impl FnOnce(&mut ApiConfig),
+        assistant: isocrates_api::Assistant,
+        docgen: Option<Arc<Docgen>>,
+    ) -> TestApp {
         let mut config = ApiConfig {
             auth_enabled: true,
             public_read: false,
@@ -372,6 +532,9 @@ impl TestApp {
         let engine = Engine::new(db.storage.db().clone(), workflows).await.expect("test engine");
         let state = AppState::with_assistant(db.storage.clone(), engine.clone(), config, assistant)
             .expect("test app state");
+        if let Some(docgen) = docgen {
+            state.set_docgen(docgen);
+        }
         let repos = tempfile::tempdir().expect("a folder for clones");
         TestApp { db, engine, service: isocrates_api::app(state), _repos: repos }
     }

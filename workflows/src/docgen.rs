@@ -88,6 +88,11 @@ pub fn repo_key(repo_url: &str) -> String {
     format!("{WORKFLOW}:{repo_url}")
 }
 
+/// The repository of a run's concurrency key, when it is a documentation run's.
+pub fn repo_of_key(key: &str) -> Option<&str> {
+    key.strip_prefix(WORKFLOW)?.strip_prefix(':')
+}
+
 /// Hosts whose repository paths are case-insensitive.
 const CASELESS_HOSTS: [&str; 3] = ["github.com", "gitlab.com", "bitbucket.org"];
 

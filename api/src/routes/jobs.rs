@@ -1,5 +1,6 @@
-//! `/api/jobs`: runs of the documentation workflow, started, listed, inspected, retried
-//! and cancelled. Who may see a job follows who may read its repository's folder.
+//! `/api/jobs`: runs of the documentation workflow, estimated, started, listed, inspected,
+//! retried and cancelled, and what the models cost by month and repository. Who may see a
+//! job, or a repository's spending, follows who may read its repository's folder.
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -16,16 +17,17 @@ use crate::AppState;
 use crate::auth::{AuthUser, Caller, MaybeUser};
 use crate::error::Error;
 use crate::extract::{Json, OptionalJson, Path, Query, bounded};
-use crate::model::JobOut;
+use crate::model::{EstimateOut, JobOut, ModelSpendOut};
 
 /// The handlers of this module, for the OpenAPI document.
 #[derive(utoipa::OpenApi)]
-#[openapi(paths(create, list, show, retry, cancel))]
+#[openapi(paths(create, list, spending, show, retry, cancel))]
 pub(crate) struct Api;
 
 pub(crate) fn routes() -> Router<AppState> {
     Router::new()
         .route("/api/jobs", post(create).get(list))
+        .route("/api/jobs/spending", get(spending))
         .route("/api/jobs/{job_id}", get(show))
         .route("/api/jobs/{job_id}/retry", post(retry))
         .route("/api/jobs/{job_id}/cancel", post(cancel))
@@ -39,12 +41,27 @@ struct CreateJob {
     /// Documents this commit rather than the head of the tracked branch.
     #[serde(default)]
     commit_sha: Option<String>,
+    /// Estimates the run instead of starting it: the pages it would write, their tokens
+    /// and cost, and where the budgets stand. No model is called and nothing is recorded.
+    #[serde(default)]
+    dry_run: bool,
+}
+
+/// What `POST /api/jobs` answers with 200: the job already live, or a dry run's estimate.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+enum Created {
+    /// The job already queued or running for this repository and commit.
+    Job(Box<JobOut>),
+    /// The estimate of a dry run.
+    Estimate(Box<EstimateOut>),
 }
 
 #[utoipa::path(post, path = "/api/jobs", tag = "jobs", request_body = CreateJob,
     responses(
         (status = 201, description = "A new job", body = JobOut),
-        (status = 200, description = "The job already queued or running for this repository and commit", body = JobOut),
+        (status = 200, description = "The job already queued or running for this repository and commit, or with `dry_run` the estimate of the run", body = Created),
+        (status = 503, description = "A dry run could not reach the repository; try again", body = crate::openapi::ErrorBody),
     ))]
 async fn create(
     State(state): State<AppState>,
@@ -64,6 +81,10 @@ async fn create(
         added_paths: Vec::new(),
         base_commit: None,
     };
+    if body.dry_run {
+        let estimate = estimate(&state, &input).await?;
+        return Ok((StatusCode::OK, JsonOut(Created::Estimate(Box::new(estimate)))));
+    }
     let submitted = state.engine().submit(input.into_run(Trigger::Manual)).await?;
     if submitted.created {
         super::audit(
@@ -76,7 +97,196 @@ async fn create(
         .await;
     }
     let status = if submitted.created { StatusCode::CREATED } else { StatusCode::OK };
-    Ok((status, JsonOut(job(&state, &submitted.run).await?)))
+    Ok((status, JsonOut(Created::Job(Box::new(job(&state, &submitted.run).await?)))))
+}
+
+/// The estimate of a run of `input`, beside this month's spending.
+async fn estimate(state: &AppState, input: &DocgenInput) -> Result<EstimateOut, Error> {
+    let docgen = state.docgen().cloned().ok_or_else(|| {
+        Error::Unavailable("this server runs no documentation workflow to estimate".to_string())
+    })?;
+    let spent = state.engine().spent_this_month(&docgen::repo_key(&input.repo_url)).await?;
+    match isocrates_workflows::pipeline::estimate::estimate(docgen, input, spent).await {
+        Ok(estimate) => Ok(EstimateOut::from(estimate)),
+        Err(isocrates_engine::StepError::Failed { kind, message }) => match kind {
+            isocrates_engine::core::FailureKind::Permanent => {
+                Err(Error::validation("repo_url", message))
+            }
+            _ => Err(Error::Unavailable(format!("{message}; try again"))),
+        },
+        Err(isocrates_engine::StepError::Cancelled) => {
+            Err(Error::Unavailable("the estimate was stopped; try again".to_string()))
+        }
+    }
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+struct SpendingParams {
+    /// Months to cover, this one included.
+    #[serde(default = "three")]
+    #[param(minimum = 1, maximum = 24, default = 3)]
+    months: i64,
+}
+
+fn three() -> i64 {
+    3
+}
+
+/// What the models cost, month by month and repository by repository, with the caps.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct SpendingOut {
+    /// The caps configured, in US dollars; `null` is no cap.
+    pub budgets: BudgetsOut,
+    /// Whether the months count every run: false when the caller may not read every
+    /// repository, and the months then add up those it may.
+    pub all_repositories: bool,
+    /// Each month with spending, newest first.
+    pub months: Vec<PeriodSpendOut>,
+    /// Each repository's spending in each month, newest month first.
+    pub repositories: Vec<PeriodSpendOut>,
+}
+
+/// The caps of `LLM_BUDGET_USD_*`.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct BudgetsOut {
+    /// `LLM_BUDGET_USD_PER_RUN`.
+    pub per_run_usd: Option<f64>,
+    /// `LLM_BUDGET_USD_PER_MONTH`: every repository together.
+    pub per_month_usd: Option<f64>,
+    /// `LLM_BUDGET_USD_PER_REPO_PER_MONTH`: each repository.
+    pub per_repo_per_month_usd: Option<f64>,
+}
+
+/// What was spent in one month, in all or on one repository.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct PeriodSpendOut {
+    /// `YYYY-MM`, in UTC.
+    pub month: String,
+    /// The repository, on a repository's line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repo_url: Option<String>,
+    /// Calls answered.
+    pub calls: i64,
+    /// Tokens sent.
+    pub tokens_in: i64,
+    /// Tokens received.
+    pub tokens_out: i64,
+    /// What they cost, in US dollars.
+    pub cost_usd: f64,
+    /// What the cap leaves this month, on the current month's lines when a cap is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub remaining_usd: Option<f64>,
+    /// The same by provider and model.
+    pub models: Vec<ModelSpendOut>,
+}
+
+impl PeriodSpendOut {
+    fn new(month: &str, repo_url: Option<String>) -> PeriodSpendOut {
+        PeriodSpendOut {
+            month: month.to_string(),
+            repo_url,
+            calls: 0,
+            tokens_in: 0,
+            tokens_out: 0,
+            cost_usd: 0.0,
+            remaining_usd: None,
+            models: Vec::new(),
+        }
+    }
+
+    fn add(&mut self, line: &isocrates_engine::SpendLine) {
+        self.calls += line.calls;
+        self.tokens_in += line.tokens_in;
+        self.tokens_out += line.tokens_out;
+        self.cost_usd += line.cost_usd;
+        match self.models.iter_mut().find(|m| m.provider == line.provider && m.model == line.model)
+        {
+            Some(model) => {
+                model.calls += line.calls;
+                model.tokens_in += line.tokens_in;
+                model.tokens_out += line.tokens_out;
+                model.cost_usd += line.cost_usd;
+            }
+            None => self.models.push(ModelSpendOut {
+                provider: line.provider.clone(),
+                model: line.model.clone(),
+                calls: line.calls,
+                tokens_in: line.tokens_in,
+                tokens_out: line.tokens_out,
+                cost_usd: line.cost_usd,
+            }),
+        }
+    }
+}
+
+/// The months from `months - 1` before the current one, as `YYYY-MM`.
+fn first_month(months: i64) -> String {
+    use chrono::Datelike;
+    let now = chrono::Utc::now();
+    let index = i64::from(now.year()) * 12 + i64::from(now.month0()) - (months - 1);
+    format!("{:04}-{:02}", index.div_euclid(12), index.rem_euclid(12) + 1)
+}
+
+#[utoipa::path(get, path = "/api/jobs/spending", tag = "jobs", params(SpendingParams),
+    responses((status = 200, description = "What the models cost by month and by repository the caller may read, by provider and model, with the caps", body = SpendingOut)))]
+async fn spending(
+    State(state): State<AppState>,
+    MaybeUser(caller): MaybeUser,
+    Query(params): Query<SpendingParams>,
+) -> Result<JsonOut<SpendingOut>, Error> {
+    let months = bounded("months", params.months, 1, 24)?;
+    let lines = state.engine().spending_since(&first_month(months)).await?;
+    let folders = Folders::load(&state).await?;
+    let budgets = state.docgen().map(|d| d.settings.budgets).unwrap_or_default();
+    let current = isocrates_engine::month_of(&isocrates_storage::Timestamp::now());
+    let mut out = SpendingOut {
+        budgets: BudgetsOut {
+            per_run_usd: budgets.per_run_usd,
+            per_month_usd: budgets.per_month_usd,
+            per_repo_per_month_usd: budgets.per_repo_month_usd,
+        },
+        all_repositories: caller.is_admin(),
+        months: Vec::new(),
+        repositories: Vec::new(),
+    };
+    for line in &lines {
+        let repo_url = line.key.as_deref().and_then(docgen::repo_of_key);
+        let readable = match repo_url {
+            Some(url) => caller.can(&folders.of(url), Action::Read),
+            None => caller.is_admin(),
+        };
+        if !readable {
+            out.all_repositories = false;
+            continue;
+        }
+        if out.months.last().is_none_or(|m| m.month != line.month) {
+            out.months.push(PeriodSpendOut::new(&line.month, None));
+        }
+        if let Some(month) = out.months.last_mut() {
+            month.add(line);
+        }
+        if let Some(url) = repo_url {
+            let found = out
+                .repositories
+                .iter()
+                .position(|r| r.month == line.month && r.repo_url.as_deref() == Some(url));
+            let index = found.unwrap_or_else(|| {
+                out.repositories.push(PeriodSpendOut::new(&line.month, Some(url.to_string())));
+                out.repositories.len() - 1
+            });
+            out.repositories[index].add(line);
+        }
+    }
+    for month in out.months.iter_mut().filter(|m| m.month == current) {
+        if out.all_repositories {
+            month.remaining_usd = budgets.per_month_usd.map(|cap| (cap - month.cost_usd).max(0.0));
+        }
+    }
+    for repo in out.repositories.iter_mut().filter(|r| r.month == current) {
+        repo.remaining_usd = budgets.per_repo_month_usd.map(|cap| (cap - repo.cost_usd).max(0.0));
+    }
+    Ok(JsonOut(out))
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

@@ -567,6 +567,9 @@ pub(crate) async fn jobs(session: Session, uri: axum::http::Uri) -> Page {
     } else {
         session.frame("jobs", "Jobs").await?
     };
+    if !session.partial {
+        context.insert("spending".into(), session.get("/api/jobs/spending?months=3").await?);
+    }
     context.insert("jobs".into(), jobs);
     context.insert("live".into(), json!(live));
     context.insert("status".into(), json!(status));

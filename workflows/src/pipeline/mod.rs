@@ -23,6 +23,8 @@
 //! Everything the steps need from outside (storage, git settings, models, prompts) is in
 //! [`Docgen`].
 
+pub mod budget;
+pub mod estimate;
 pub mod plan;
 pub mod write;
 
@@ -65,6 +67,8 @@ pub struct Settings {
     pub excerpt_tokens: usize,
     /// The most output tokens of a writer call.
     pub max_page_tokens: u32,
+    /// Caps on what the models may cost.
+    pub budgets: budget::Budgets,
 }
 
 impl Default for Settings {
@@ -75,6 +79,7 @@ impl Default for Settings {
             planner_tries: 3,
             excerpt_tokens: 12_000,
             max_page_tokens: 4_000,
+            budgets: budget::Budgets::default(),
         }
     }
 }
@@ -158,6 +163,9 @@ pub struct Published {
     /// The modules the repository had when the page was planned.
     #[serde(default)]
     pub planned_modules: Vec<String>,
+    /// The tokens the model wrote for its latest AI version, when a model wrote it.
+    #[serde(default)]
+    pub tokens_out: Option<u64>,
 }
 
 /// The checkpoint of `check_early`.
@@ -294,8 +302,13 @@ async fn blocking<T: Send + 'static>(
         .map_err(git_failure)
 }
 
-async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
-    let input = input(&ctx)?;
+/// Fetches the commit a run of `input` documents: the one it names, else the head of the
+/// tracked branch, else of the default branch. Answers the commit, the branch the clone
+/// found to be the default, and the commit's files.
+async fn fetch_commit(
+    d: &Docgen,
+    input: &DocgenInput,
+) -> Result<(String, Option<String>, Vec<FileEntry>), StepError> {
     let source = Source::parse(&input.repo_url, &d.git).map_err(git_failure)?;
     let known = d.storage.repository(&input.repo_url).await.map_err(storage_failure)?;
     // A run of no commit in particular documents the head of the tracked branch.
@@ -303,13 +316,18 @@ async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
         known.as_ref().and_then(|r| r.branch.as_ref()).map(|b| format!("refs/heads/{b}"))
     });
     let git = d.git.clone();
-    let (commit_sha, cloned_branch, files) = blocking(move || {
+    blocking(move || {
         let snapshot =
             Snapshot::fetch(&source, revision.as_deref(), &git, &AtomicBool::new(false))?;
         let files = snapshot.files()?;
         Ok((snapshot.commit.clone(), snapshot.default_branch.clone(), files))
     })
-    .await?;
+    .await
+}
+
+async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
+    let input = input(&ctx)?;
+    let (commit_sha, cloned_branch, files) = fetch_commit(&d, &input).await?;
     tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
     let facts = github_facts(&d, &input.repo_url, &ctx).await;
     let default_branch = facts.as_ref().and_then(|f| f.default_branch.clone()).or(cloned_branch);
@@ -439,6 +457,7 @@ async fn published_pages(
             commit_sha: metadata["repo_commit_sha"].as_str().map(str::to_string),
             planned_modules: serde_json::from_value(metadata["planned_modules"].clone())
                 .unwrap_or_default(),
+            tokens_out: metadata["tokens_out"].as_u64().filter(|n| *n > 0),
         });
     }
     pages.sort_by(|a, b| a.title.cmp(&b.title));
@@ -814,13 +833,16 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
             (summary, pages, PlannedBy::Analysis, None)
         }
         Some(planner) => {
-            let repo = repository_facts(&input, &cloned.commit_sha, &analysis);
-            let context = planner_context(repo, &analysis, &early.published, max_pages);
-            let request = d
-                .prompts
-                .planner(&context)
-                .map_err(|e| StepError::permanent(format!("the planner prompt: {e}")))?
-                .into_request();
+            let request = planner_request(&d, &input, &cloned, &analysis, &early)?;
+            let gate = budget::Gate::new(d.settings.budgets);
+            let cost = budget::worst_cost(planner, &request, PLANNER_ANSWER_TOKENS);
+            let _pass = match gate.admit(&ctx, cost).await? {
+                Ok(pass) => pass,
+                Err(reason) => {
+                    tracing::warn!(run.id = %ctx.run_id, %reason, "paused before planning");
+                    return Ok(StepOutcome::Pause(format!("paused before planning: {reason}")));
+                }
+            };
             let schema = plan::schema();
             let check = |value: &Value| plan::from_answer(value, &analysis, max_pages).map(|_| ());
             match complete_json(
@@ -896,6 +918,25 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
     done(Blueprint { summary, pages, planned_by, write, note }, line)
 }
 
+/// The tokens a planner's answer is reserved at under a budget: a plan of many pages.
+const PLANNER_ANSWER_TOKENS: u32 = 4_000;
+
+/// The planner's messages for a run of `input`.
+fn planner_request(
+    d: &Docgen,
+    input: &DocgenInput,
+    cloned: &CloneOutput,
+    analysis: &Analysis,
+    early: &EarlyCheck,
+) -> Result<isocrates_providers::Request, StepError> {
+    let repo = repository_facts(input, &cloned.commit_sha, analysis);
+    let context = planner_context(repo, analysis, &early.published, d.settings.max_pages);
+    Ok(d.prompts
+        .planner(&context)
+        .map_err(|e| StepError::permanent(format!("the planner prompt: {e}")))?
+        .into_request())
+}
+
 /// Whether a failed call should fail the step for a later retry rather than fall back:
 /// the provider is down or refusing for now, not answering badly.
 fn retry_later(error: &CallError) -> bool {
@@ -934,9 +975,13 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     let to_write: Vec<PlannedPage> =
         blueprint.pages.iter().filter(|p| blueprint.write.contains(&p.title)).cloned().collect();
     let total = to_write.len();
+    let budget = Arc::new(PageBudget {
+        gate: budget::Gate::new(d.settings.budgets),
+        paused: std::sync::Mutex::new(None),
+    });
     let results: Vec<(String, Result<Value, StepError>)> = futures::stream::iter(to_write)
         .map(|page| {
-            let (d, ctx, analysis, blueprint, titles, snapshot, input, commit) = (
+            let (d, ctx, analysis, blueprint, titles, snapshot, input, commit, budget) = (
                 d.clone(),
                 ctx.clone(),
                 analysis.clone(),
@@ -945,6 +990,7 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
                 snapshot.clone(),
                 input.clone(),
                 cloned.commit_sha.clone(),
+                budget.clone(),
             );
             async move {
                 let key = format!("page:{}", title_key(&page.title));
@@ -952,8 +998,8 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
                 let result = ctx
                     .item(&key, || async {
                         let written = write_page(
-                            &d, &ctx, &page, &blueprint, &analysis, &titles, snapshot, &input,
-                            &commit,
+                            &d, &ctx, &budget, &page, &blueprint, &analysis, &titles, snapshot,
+                            &input, &commit,
                         )
                         .await?;
                         serde_json::to_value(written)
@@ -966,6 +1012,15 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
         .buffer_unordered(d.settings.write_concurrency.max(1))
         .collect()
         .await;
+    let paused = budget.paused.lock().ok().and_then(|reason| reason.clone());
+    if let Some(reason) = paused {
+        // Pages written are checkpointed: the run resumes with the others.
+        let written = results.iter().filter(|(_, r)| r.is_ok()).count();
+        tracing::warn!(run.id = %ctx.run_id, written, total, %reason, "paused at a budget");
+        return Ok(StepOutcome::Pause(format!(
+            "paused with {written} of {total} pages written: {reason}"
+        )));
+    }
     let mut pages = Vec::new();
     let mut failed = Vec::new();
     let mut retry: Option<StepError> = None;
@@ -994,10 +1049,23 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     done(WriteOutput { pages, failed }, summary)
 }
 
+/// The budget of the pages of one write step: once a cap is reached, the reason, and no
+/// page starts after it.
+struct PageBudget {
+    gate: budget::Gate,
+    paused: std::sync::Mutex<Option<String>>,
+}
+
+/// What stands in for a page the budget stopped: the step pauses instead.
+fn stopped_by_budget() -> StepError {
+    StepError::retryable("stopped at a budget".to_string())
+}
+
 #[allow(clippy::too_many_arguments)]
 async fn write_page(
     d: &Docgen,
     ctx: &StepContext,
+    budget: &PageBudget,
     page: &PlannedPage,
     blueprint: &Blueprint,
     analysis: &Analysis,
@@ -1021,6 +1089,56 @@ async fn write_page(
             truncated: false,
         });
     };
+    if budget.paused.lock().map_or(true, |reason| reason.is_some()) {
+        return Err(stopped_by_budget());
+    }
+    let request = writer_request(d, page, blueprint, analysis, &snapshot, input, commit)?;
+    let cost = budget::worst_cost(writer, &request, d.settings.max_page_tokens);
+    // The reservation is held until what the call spent is recorded.
+    let _pass = match budget.gate.admit(ctx, cost).await? {
+        Ok(pass) => pass,
+        Err(reason) => {
+            if let Ok(mut paused) = budget.paused.lock() {
+                paused.get_or_insert(reason);
+            }
+            return Err(stopped_by_budget());
+        }
+    };
+    let call = match writer.complete(&request).await {
+        Ok(call) => call,
+        Err(error) if error.is_retryable() || matches!(error, CallError::CircuitOpen { .. }) => {
+            return Err(StepError::retryable(format!("writing \"{}\": {error}", page.title)));
+        }
+        Err(error) => {
+            return Err(StepError::permanent(format!("writing \"{}\": {error}", page.title)));
+        }
+    };
+    spend(ctx, std::slice::from_ref(&call)).await?;
+    let (content, cleaned) = write::finish(&call.reply.text, page, titles, analysis);
+    Ok(WrittenPage {
+        title: page.title.clone(),
+        content,
+        model: call.reply.model.clone(),
+        tokens_in: call.reply.usage.input_tokens,
+        tokens_out: call.reply.usage.output_tokens,
+        cost_usd: call.cost_usd,
+        links_removed: cleaned.links_removed,
+        diagrams_fixed: cleaned.diagrams_fixed,
+        truncated: call.reply.truncated,
+    })
+}
+
+/// The writer's messages for `page`, with excerpts of its sources from `snapshot`, asking
+/// for at most the configured answer.
+fn writer_request(
+    d: &Docgen,
+    page: &PlannedPage,
+    blueprint: &Blueprint,
+    analysis: &Analysis,
+    snapshot: &std::sync::Mutex<Snapshot>,
+    input: &DocgenInput,
+    commit: &str,
+) -> Result<isocrates_providers::Request, StepError> {
     let sources = {
         let snapshot = snapshot.lock().expect("the snapshot is not shared across a panic");
         write::excerpts(page, analysis, |path| snapshot.read(path), d.settings.excerpt_tokens)
@@ -1050,28 +1168,7 @@ async fn write_page(
         .map_err(|e| StepError::permanent(format!("the writer prompt: {e}")))?
         .into_request();
     request.max_tokens = Some(d.settings.max_page_tokens);
-    let call = match writer.complete(&request).await {
-        Ok(call) => call,
-        Err(error) if error.is_retryable() || matches!(error, CallError::CircuitOpen { .. }) => {
-            return Err(StepError::retryable(format!("writing \"{}\": {error}", page.title)));
-        }
-        Err(error) => {
-            return Err(StepError::permanent(format!("writing \"{}\": {error}", page.title)));
-        }
-    };
-    spend(ctx, std::slice::from_ref(&call)).await?;
-    let (content, cleaned) = write::finish(&call.reply.text, page, titles, analysis);
-    Ok(WrittenPage {
-        title: page.title.clone(),
-        content,
-        model: call.reply.model.clone(),
-        tokens_in: call.reply.usage.input_tokens,
-        tokens_out: call.reply.usage.output_tokens,
-        cost_usd: call.cost_usd,
-        links_removed: cleaned.links_removed,
-        diagrams_fixed: cleaned.diagrams_fixed,
-        truncated: call.reply.truncated,
-    })
+    Ok(request)
 }
 
 /// The folder the repository's pages live under, as its clone found it (a checkpoint
