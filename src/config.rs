@@ -116,8 +116,9 @@ fn dollars(vars: &Vars, name: &str) -> Result<Option<f64>, String> {
     })
 }
 
-/// The budgets, refused when a model they would count has no price: its calls would cost
-/// nothing and the cap would never be reached.
+/// The budgets, refused when a model they would count has no price: before a call, a run
+/// reserves its worst cost at the model's prices (OpenRouter reports a call's cost only
+/// once it is made), and an unpriced model's calls would count nothing.
 fn budgets(
     vars: &Vars,
     llm: &isocrates_providers::LlmConfig,
@@ -130,11 +131,10 @@ fn budgets(
     if budgets.any() {
         use isocrates_providers::Kind;
         for tier in [&llm.planner, &llm.writer] {
-            // OpenRouter reports each call's cost; static calls no model.
-            if tier.prices.is_none() && !matches!(tier.kind, Kind::Static | Kind::OpenRouter) {
+            if tier.prices.is_none() && tier.kind != Kind::Static {
                 return Err(format!(
                     "an LLM_BUDGET_USD_* cap is set but the {} model {} has no price, so its \
-                     calls would count nothing against it: add it to LLM_PRICES as \
+                     calls cannot be held to it: add it to LLM_PRICES as \
                      {}=input/output dollars per million tokens",
                     tier.tier.as_str(),
                     tier.model,

@@ -74,8 +74,22 @@ pub async fn run(
         added_paths: Vec::new(),
         base_commit: None,
     };
-    let submitted = engine.submit(input.into_run(Trigger::Manual)).await?;
-    let id = submitted.run.id.clone();
+    // A run of the repository paused at a budget is resumed rather than started again,
+    // so that the pages it wrote are not paid for twice.
+    let paused = docgen::run_filter(Some(&repo_url), Some(RunStatus::Paused), None, 1)
+        .map_err(anyhow::Error::msg)?;
+    let resumable = if args.force { None } else { engine.runs(&paused).await?.into_iter().next() };
+    let id = match resumable {
+        Some(run) => {
+            println!(
+                "resuming the paused run {} ({})",
+                run.id,
+                run.error.as_deref().unwrap_or("paused")
+            );
+            engine.retry(&run.id, None).await?.id
+        }
+        None => engine.submit(input.into_run(Trigger::Manual)).await?.run.id,
+    };
 
     let bars = MultiProgress::new();
     let steps = bars.add(ProgressBar::new(STEPS.len() as u64));
@@ -145,9 +159,9 @@ pub async fn run(
         }
         RunStatus::Paused => {
             anyhow::bail!(
-                "the run {id} {}; the pages written are kept: once the cap is raised, `isocrates \
-                 jobs retry {id}` resumes it where a worker runs (isocrates serve or worker), or \
-                 `isocrates jobs cancel {id}` drops it",
+                "the run {id} {}; the pages written are kept: once the cap is raised, the same \
+                 isocrates generate resumes it (as does isocrates jobs retry {id} where a worker \
+                 runs), or isocrates jobs cancel {id} drops it",
                 run.error.as_deref().unwrap_or("paused")
             );
         }

@@ -210,7 +210,9 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out).into_response()
 }
 
-/// This month's spending by model and by repository, and the caps it is held to.
+/// This month's spending by model, and the caps it is held to. Spending by repository is
+/// left to `/api/jobs/spending`, which keeps to the caller's grants: `/metrics` asks for
+/// none.
 async fn render_month(state: &AppState, out: &mut String) {
     let month = isocrates_engine::month_of(&isocrates_storage::Timestamp::now());
     let lines = match state.engine().spending_since(&month).await {
@@ -221,13 +223,9 @@ async fn render_month(state: &AppState, out: &mut String) {
         }
     };
     let mut by_model: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
-    let mut by_repo: std::collections::BTreeMap<&str, f64> = Default::default();
     for line in lines.iter().filter(|l| l.month == month) {
         *by_model.entry((line.provider.as_str(), line.model.as_str())).or_default() +=
             line.cost_usd;
-        if let Some(repo) = line.key.as_deref().and_then(isocrates_workflows::docgen::repo_of_key) {
-            *by_repo.entry(repo).or_default() += line.cost_usd;
-        }
     }
     family(
         out,
@@ -241,19 +239,6 @@ async fn render_month(state: &AppState, out: &mut String) {
             "isocrates_llm_month_cost_usd{{provider=\"{}\",model=\"{}\"}} {cost}",
             escape(provider),
             escape(model)
-        );
-    }
-    family(
-        out,
-        "isocrates_llm_month_repository_cost_usd",
-        "gauge",
-        "What each repository's runs cost this calendar month (UTC), in US dollars.",
-    );
-    for (repo, cost) in &by_repo {
-        let _ = writeln!(
-            out,
-            "isocrates_llm_month_repository_cost_usd{{repository=\"{}\"}} {cost}",
-            escape(repo)
         );
     }
     let Some(budgets) = state.docgen().map(|d| d.settings.budgets).filter(|b| b.any()) else {

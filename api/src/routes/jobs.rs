@@ -82,7 +82,7 @@ async fn create(
         base_commit: None,
     };
     if body.dry_run {
-        let estimate = estimate(&state, &input).await?;
+        let estimate = estimate(&state, &caller, &input).await?;
         return Ok((StatusCode::OK, JsonOut(Created::Estimate(Box::new(estimate)))));
     }
     let submitted = state.engine().submit(input.into_run(Trigger::Manual)).await?;
@@ -100,24 +100,56 @@ async fn create(
     Ok((status, JsonOut(Created::Job(Box::new(job(&state, &submitted.run).await?)))))
 }
 
-/// The estimate of a run of `input`, beside this month's spending.
-async fn estimate(state: &AppState, input: &DocgenInput) -> Result<EstimateOut, Error> {
+/// Dry runs at once, across callers: each may fetch a repository and read every file of a
+/// commit.
+static DRY_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+
+/// How long a dry run may take before its caller is asked to try again. The fetch goes on,
+/// and the next try finds the clone ready.
+const DRY_RUN_SECONDS: u64 = 120;
+
+/// The estimate of a run of `input` for `caller`, beside this month's spending.
+async fn estimate(
+    state: &AppState,
+    caller: &Caller,
+    input: &DocgenInput,
+) -> Result<EstimateOut, Error> {
+    use isocrates_workflows::pipeline::estimate::EstimateError;
     let docgen = state.docgen().cloned().ok_or_else(|| {
         Error::Unavailable("this server runs no documentation workflow to estimate".to_string())
     })?;
     let spent = state.engine().spent_this_month(&docgen::repo_key(&input.repo_url)).await?;
-    match isocrates_workflows::pipeline::estimate::estimate(docgen, input, spent).await {
-        Ok(estimate) => Ok(EstimateOut::from(estimate)),
-        Err(isocrates_engine::StepError::Failed { kind, message }) => match kind {
-            isocrates_engine::core::FailureKind::Permanent => {
-                Err(Error::validation("repo_url", message))
-            }
-            _ => Err(Error::Unavailable(format!("{message}; try again"))),
-        },
-        Err(isocrates_engine::StepError::Cancelled) => {
-            Err(Error::Unavailable("the estimate was stopped; try again".to_string()))
+    let work = async {
+        let _slot = DRY_RUNS.acquire().await.map_err(|e| EstimateError::Failed(e.to_string()))?;
+        isocrates_workflows::pipeline::estimate::estimate(docgen, input, spent).await
+    };
+    let limit = std::time::Duration::from_secs(DRY_RUN_SECONDS);
+    let estimate = match tokio::time::timeout(limit, work).await {
+        Ok(Ok(estimate)) => estimate,
+        Ok(Err(EstimateError::Refused(message))) => {
+            let about_commit = input.commit_sha.as_ref().is_some_and(|c| message.contains(c));
+            let field = if about_commit { "commit_sha" } else { "repo_url" };
+            return Err(Error::validation(field, message));
         }
+        Ok(Err(EstimateError::Unavailable(message))) => {
+            return Err(Error::Unavailable(format!("{message}; try again")));
+        }
+        Ok(Err(EstimateError::Failed(message))) => {
+            return Err(Error::Internal(format!("estimating {}: {message}", input.repo_url)));
+        }
+        Err(_) => {
+            return Err(Error::Unavailable(format!(
+                "the estimate took longer than {DRY_RUN_SECONDS} s; the repository is still \
+                 being fetched, so try again in a minute"
+            )));
+        }
+    };
+    let mut out = EstimateOut::from(estimate);
+    // What every repository spent this month is for admins, as in /api/jobs/spending.
+    if !caller.is_admin() {
+        out.budgets.retain(|b| b.variable != "LLM_BUDGET_USD_PER_MONTH");
     }
+    Ok(out)
 }
 
 #[derive(Deserialize, utoipa::IntoParams)]

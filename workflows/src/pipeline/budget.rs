@@ -2,12 +2,20 @@
 //! each repository (`LLM_BUDGET_USD_PER_RUN`, `LLM_BUDGET_USD_PER_MONTH`,
 //! `LLM_BUDGET_USD_PER_REPO_PER_MONTH`).
 //!
-//! A step asks the [`Gate`] before each call. The gate compares what the database says
-//! was spent (by the run, and this month) plus what calls already under way in this step
-//! may still cost, against each cap: while every cap has room, the call goes ahead with
-//! its worst cost reserved until it is paid; once one is reached, the step pauses the run
-//! with a message naming the cap. Calls run at once therefore never carry a run past a
-//! cap by more than one call.
+//! A step asks the [`Gate`] before each call, one call at a time. Once what the database
+//! says was spent (by the run, this month in all, this month on the repository) reaches a
+//! cap, the step pauses the run with a message naming it. Below every cap, a call goes
+//! ahead with its worst cost reserved until what it spent is recorded, unless the calls
+//! already under way in this step may reach a cap: it then waits for one of them to end
+//! and looks again. So the calls of one step never carry it past a cap by more than one
+//! call, and reservations alone never pause a run.
+//!
+//! FIXME: reservations live in the step's memory. Runs of different repositories at the
+//! same moment (on one worker or many) each see the month's recorded spending and none of
+//! the others' calls under way, so together they may pass `LLM_BUDGET_USD_PER_MONTH` by
+//! the room that was left, once per run, and a call each. Reservations kept in the
+//! database with an expiry, counted by `StepContext::spent`, would hold the monthly cap
+//! across runs.
 
 use std::sync::Mutex;
 
@@ -73,7 +81,12 @@ impl Budgets {
 #[derive(Debug)]
 pub struct Gate {
     budgets: Budgets,
+    /// The worst cost of the calls let through whose spending is not recorded yet.
     reserved: Mutex<f64>,
+    /// Held while a call is admitted, so admissions see each other.
+    admitting: tokio::sync::Mutex<()>,
+    /// Signalled when a call's reservation is released.
+    released: tokio::sync::Notify,
 }
 
 /// A call let through, whose worst cost stays reserved until it is dropped: drop it once
@@ -89,17 +102,28 @@ impl Drop for Pass<'_> {
         if let Ok(mut reserved) = self.gate.reserved.lock() {
             *reserved = (*reserved - self.cost).max(0.0);
         }
+        self.gate.released.notify_waiters();
     }
 }
 
 impl Gate {
     /// A gate over `budgets` with nothing reserved.
     pub fn new(budgets: Budgets) -> Gate {
-        Gate { budgets, reserved: Mutex::new(0.0) }
+        Gate {
+            budgets,
+            reserved: Mutex::new(0.0),
+            admitting: tokio::sync::Mutex::new(()),
+            released: tokio::sync::Notify::new(),
+        }
     }
 
-    /// Lets a call of worst cost `cost` through while every cap has room, reserving the
-    /// cost; answers why not (naming the cap) once one is reached.
+    fn reserved(&self) -> f64 {
+        self.reserved.lock().map_or(0.0, |r| *r)
+    }
+
+    /// Lets a call of worst cost `cost` through, reserving the cost, once every cap has
+    /// room for it beside the calls under way (waiting for them when it has not);
+    /// answers why not, naming the cap, once what was spent reaches one.
     pub async fn admit(
         &self,
         ctx: &StepContext,
@@ -108,36 +132,43 @@ impl Gate {
         if !self.budgets.any() {
             return Ok(Ok(Pass { gate: self, cost: 0.0 }));
         }
-        let spent = ctx.spent().await?;
-        let mut reserved = self.reserved.lock().map_err(|_| {
-            StepError::retryable("the budget's reservations were lost to a panic".to_string())
-        })?;
-        let pending = *reserved;
-        for state in self.budgets.states(&spent) {
-            if state.spent_usd + pending >= state.limit_usd {
-                return Ok(Err(reached(&state, pending)));
+        let _admitting = self.admitting.lock().await;
+        loop {
+            let released = self.released.notified();
+            tokio::pin!(released);
+            released.as_mut().enable();
+            // The reservations first, then the spending: a call that ends in between has
+            // its spending recorded before its reservation goes, so it is counted once or
+            // twice, never missed.
+            let pending = self.reserved();
+            let spent = ctx.spent().await?;
+            let states = self.budgets.states(&spent);
+            if let Some(state) = states.iter().find(|s| s.spent_usd >= s.limit_usd) {
+                return Ok(Err(reached(state)));
             }
+            let crowded = states.iter().any(|s| s.spent_usd + pending >= s.limit_usd);
+            if !crowded || pending <= 0.0 {
+                if let Ok(mut reserved) = self.reserved.lock() {
+                    *reserved += cost;
+                }
+                return Ok(Ok(Pass { gate: self, cost }));
+            }
+            // The calls under way may reach a cap: wait for one to end, then look again.
+            released.await;
         }
-        *reserved += cost;
-        Ok(Ok(Pass { gate: self, cost }))
     }
 }
 
 /// Why the run stops at the cap of `state`.
-fn reached(state: &BudgetState, pending: f64) -> String {
+fn reached(state: &BudgetState) -> String {
     let what = match state.variable {
         "LLM_BUDGET_USD_PER_RUN" => "this run has spent",
         "LLM_BUDGET_USD_PER_MONTH" => "this month's runs have spent",
         _ => "this month's runs of the repository have spent",
     };
-    let under_way = if pending > 0.0 {
-        format!(" (with up to ${pending:.4} more on calls under way)")
-    } else {
-        String::new()
-    };
     format!(
-        "the budget {}=${} is reached: {what} ${:.4}{under_way}; raise it and retry the job to \
-         go on from here, or cancel it",
+        "the budget {}=${} is reached: {what} ${:.4}; raise it and retry the job to go on \
+         from here, or cancel it",
         state.variable,
         trim(state.limit_usd),
         state.spent_usd
@@ -189,7 +220,7 @@ mod tests {
             spent_usd: 0.51,
             remaining_usd: 0.0,
         };
-        let message = reached(&state, 0.0);
+        let message = reached(&state);
         assert!(
             message.starts_with(
                 "the budget LLM_BUDGET_USD_PER_RUN=$0.5 is reached: this run has spent $0.5100"
@@ -200,14 +231,29 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn calls_under_way_count_until_their_pass_is_dropped() {
+    async fn a_call_waits_while_the_calls_under_way_may_reach_a_cap() {
+        // A detached context has spent nothing: only the reservations are in the way.
         let ctx = StepContext::detached("run", serde_json::Value::Null, Default::default());
         let gate = Gate::new(Budgets { per_run_usd: Some(1.0), ..Default::default() });
         let first = gate.admit(&ctx, 0.6).await.unwrap().expect("room for the first");
         let second = gate.admit(&ctx, 0.6).await.unwrap().expect("0.6 of 1.0 reserved: room");
-        let third = gate.admit(&ctx, 0.6).await.unwrap();
-        assert!(third.unwrap_err().contains("up to $1.2000 more"));
-        drop((first, second));
-        assert!(gate.admit(&ctx, 0.6).await.unwrap().is_ok(), "the reservations are released");
+        let waiting =
+            tokio::time::timeout(std::time::Duration::from_millis(50), gate.admit(&ctx, 0.6));
+        assert!(waiting.await.is_err(), "1.2 reserved of 1.0: the third call waits");
+        drop(first);
+        let third = tokio::time::timeout(std::time::Duration::from_secs(5), gate.admit(&ctx, 0.6));
+        assert!(third.await.expect("a call ended").unwrap().is_ok(), "then goes ahead");
+        drop(second);
+    }
+
+    #[tokio::test]
+    async fn nothing_under_way_lets_one_call_through_below_the_cap() {
+        let ctx = StepContext::detached("run", serde_json::Value::Null, Default::default());
+        let gate = Gate::new(Budgets { per_month_usd: Some(0.01), ..Default::default() });
+        let pass = gate.admit(&ctx, 5.0).await.unwrap();
+        assert!(pass.is_ok(), "a call dearer than the cap still goes when nothing is spent");
+        let zero = Gate::new(Budgets { per_run_usd: Some(0.0), ..Default::default() });
+        let refused = zero.admit(&ctx, 0.1).await.unwrap().unwrap_err();
+        assert!(refused.contains("LLM_BUDGET_USD_PER_RUN=$0 is reached"), "{refused}");
     }
 }

@@ -130,6 +130,26 @@ impl TierEstimate {
     }
 }
 
+/// Why a run could not be estimated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EstimateError {
+    /// The configuration refuses the repository, or it or its commit does not exist.
+    #[error("{0}")]
+    Refused(String),
+    /// The repository's host or the clone cache failed; trying again may pass.
+    #[error("{0}")]
+    Unavailable(String),
+    /// A step of the run failed: the database, a prompt.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<StepError> for EstimateError {
+    fn from(error: StepError) -> EstimateError {
+        EstimateError::Failed(error.to_string())
+    }
+}
+
 /// Estimates a run of `input` over `d`, beside what this month has `spent` already (in
 /// all, and on the repository). Fails as the run's steps would: a repository that cannot
 /// be fetched, a prompt that does not render.
@@ -137,8 +157,14 @@ pub async fn estimate(
     d: Arc<Docgen>,
     input: &DocgenInput,
     spent: Spent,
-) -> Result<Estimate, StepError> {
-    let (commit_sha, default_branch, files) = fetch_commit(&d, input).await?;
+) -> Result<Estimate, EstimateError> {
+    let (commit_sha, default_branch, files) = match fetch_commit(&d, input).await? {
+        Ok(fetched) => fetched,
+        Err(error) if error.is_retryable() => {
+            return Err(EstimateError::Unavailable(error.to_string()));
+        }
+        Err(error) => return Err(EstimateError::Refused(error.to_string())),
+    };
     // The repository is not tracked by an estimate: its folder is the one it has, or
     // would have.
     let folder = match d.storage.repository(&input.repo_url).await.map_err(storage_failure)? {
@@ -147,7 +173,7 @@ pub async fn estimate(
     };
     let cloned = CloneOutput { commit_sha: commit_sha.clone(), default_branch, files, folder };
     let run_input = serde_json::to_value(input)
-        .map_err(|e| StepError::permanent(format!("the run's input: {e}")))?;
+        .map_err(|e| EstimateError::Failed(format!("the run's input: {e}")))?;
     let mut outputs = BTreeMap::new();
     outputs.insert("clone".to_string(), to_value(&cloned)?);
     let ctx = |outputs: &BTreeMap<String, Value>| {
@@ -298,15 +324,15 @@ impl Answers {
     }
 }
 
-fn to_value(value: &impl Serialize) -> Result<Value, StepError> {
-    serde_json::to_value(value).map_err(|e| StepError::permanent(format!("a checkpoint: {e}")))
+fn to_value(value: &impl Serialize) -> Result<Value, EstimateError> {
+    serde_json::to_value(value).map_err(|e| EstimateError::Failed(format!("a checkpoint: {e}")))
 }
 
 fn checkpoint<T: serde::de::DeserializeOwned>(
     outputs: &BTreeMap<String, Value>,
     step: &str,
-) -> Result<T, StepError> {
+) -> Result<T, EstimateError> {
     let value = outputs.get(step).cloned().unwrap_or_default();
     serde_json::from_value(value)
-        .map_err(|e| StepError::permanent(format!("the {step} step's checkpoint: {e}")))
+        .map_err(|e| EstimateError::Failed(format!("the {step} step's checkpoint: {e}")))
 }

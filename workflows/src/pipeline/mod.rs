@@ -302,32 +302,38 @@ async fn blocking<T: Send + 'static>(
         .map_err(git_failure)
 }
 
+/// What [`fetch_commit`] found: the commit, the branch the clone found to be the default,
+/// and the commit's files; or why git could not say.
+type Fetched = Result<(String, Option<String>, Vec<FileEntry>), GitError>;
+
 /// Fetches the commit a run of `input` documents: the one it names, else the head of the
-/// tracked branch, else of the default branch. Answers the commit, the branch the clone
-/// found to be the default, and the commit's files.
-async fn fetch_commit(
-    d: &Docgen,
-    input: &DocgenInput,
-) -> Result<(String, Option<String>, Vec<FileEntry>), StepError> {
-    let source = Source::parse(&input.repo_url, &d.git).map_err(git_failure)?;
+/// tracked branch, else of the default branch. The outer error is the store's or the
+/// task's, the inner one git's.
+async fn fetch_commit(d: &Docgen, input: &DocgenInput) -> Result<Fetched, StepError> {
+    let source = match Source::parse(&input.repo_url, &d.git) {
+        Ok(source) => source,
+        Err(error) => return Ok(Err(error)),
+    };
     let known = d.storage.repository(&input.repo_url).await.map_err(storage_failure)?;
     // A run of no commit in particular documents the head of the tracked branch.
     let revision = input.commit_sha.clone().or_else(|| {
         known.as_ref().and_then(|r| r.branch.as_ref()).map(|b| format!("refs/heads/{b}"))
     });
     let git = d.git.clone();
-    blocking(move || {
+    tokio::task::spawn_blocking(move || {
         let snapshot =
             Snapshot::fetch(&source, revision.as_deref(), &git, &AtomicBool::new(false))?;
         let files = snapshot.files()?;
         Ok((snapshot.commit.clone(), snapshot.default_branch.clone(), files))
     })
     .await
+    .map_err(|e| StepError::retryable(format!("the git task stopped: {e}")))
 }
 
 async fn clone_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, StepError> {
     let input = input(&ctx)?;
-    let (commit_sha, cloned_branch, files) = fetch_commit(&d, &input).await?;
+    let (commit_sha, cloned_branch, files) =
+        fetch_commit(&d, &input).await?.map_err(git_failure)?;
     tracing::info!(run.id = %ctx.run_id, commit = %commit_sha, files = files.len(), "cloned");
     let facts = github_facts(&d, &input.repo_url, &ctx).await;
     let default_branch = facts.as_ref().and_then(|f| f.default_branch.clone()).or(cloned_branch);
@@ -835,7 +841,9 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
         Some(planner) => {
             let request = planner_request(&d, &input, &cloned, &analysis, &early)?;
             let gate = budget::Gate::new(d.settings.budgets);
-            let cost = budget::worst_cost(planner, &request, PLANNER_ANSWER_TOKENS);
+            // Every try of the planner may be paid for.
+            let tries = f64::from(d.settings.planner_tries.max(1));
+            let cost = tries * budget::worst_cost(planner, &request, PLANNER_ANSWER_TOKENS);
             let _pass = match gate.admit(&ctx, cost).await? {
                 Ok(pass) => pass,
                 Err(reason) => {
@@ -918,8 +926,9 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
     done(Blueprint { summary, pages, planned_by, write, note }, line)
 }
 
-/// The tokens a planner's answer is reserved at under a budget: a plan of many pages.
-const PLANNER_ANSWER_TOKENS: u32 = 4_000;
+/// The longest answer asked of the planner: a plan of the most pages, with their sources,
+/// takes about a quarter of it.
+const PLANNER_ANSWER_TOKENS: u32 = 8_000;
 
 /// The planner's messages for a run of `input`.
 fn planner_request(
@@ -931,10 +940,13 @@ fn planner_request(
 ) -> Result<isocrates_providers::Request, StepError> {
     let repo = repository_facts(input, &cloned.commit_sha, analysis);
     let context = planner_context(repo, analysis, &early.published, d.settings.max_pages);
-    Ok(d.prompts
+    let mut request = d
+        .prompts
         .planner(&context)
         .map_err(|e| StepError::permanent(format!("the planner prompt: {e}")))?
-        .into_request())
+        .into_request();
+    request.max_tokens = Some(PLANNER_ANSWER_TOKENS);
+    Ok(request)
 }
 
 /// Whether a failed call should fail the step for a later retry rather than fall back:
