@@ -74,11 +74,17 @@ pub async fn run(
         added_paths: Vec::new(),
         base_commit: None,
     };
-    // A run of the repository paused at a budget is resumed rather than started again,
-    // so that the pages it wrote are not paid for twice.
-    let paused = docgen::run_filter(Some(&repo_url), Some(RunStatus::Paused), None, 1)
-        .map_err(anyhow::Error::msg)?;
-    let resumable = if args.force { None } else { engine.runs(&paused).await?.into_iter().next() };
+    // The repository's latest run, when it is a run like this one paused at a budget, is
+    // resumed rather than started again, so that the pages it wrote are not paid for
+    // twice. An older paused run, or one of another commit, is left to the operator.
+    let latest = docgen::run_filter(Some(&repo_url), None, None, 1).map_err(anyhow::Error::msg)?;
+    let resumable = engine.runs(&latest).await?.into_iter().next().filter(|run| {
+        run.status == RunStatus::Paused
+            && DocgenInput::of(run).is_some_and(|paused| {
+                paused.commit_sha.is_none() && paused.changed_paths.is_none() && !paused.force
+            })
+    });
+    let resumable = if args.force { None } else { resumable };
     let id = match resumable {
         Some(run) => {
             println!(

@@ -8,6 +8,7 @@
 //! The runs go through the API with auth on and a worker, on both backends.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -51,6 +52,9 @@ impl Seen {
 #[derive(Default)]
 struct Counting {
     calls: Mutex<Vec<Seen>>,
+    /// Writer calls being answered now, and the most there were at once.
+    writing: AtomicUsize,
+    most_at_once: AtomicUsize,
 }
 
 impl Counting {
@@ -82,7 +86,10 @@ async fn counting_server() -> (String, Arc<Counting>) {
                     (plan_for(prompt), None)
                 } else {
                     // As a model takes a while, so that pages written at once overlap.
+                    let now = counting.writing.fetch_add(1, Ordering::SeqCst) + 1;
+                    counting.most_at_once.fetch_max(now, Ordering::SeqCst);
                     tokio::time::sleep(Duration::from_millis(40)).await;
+                    counting.writing.fetch_sub(1, Ordering::SeqCst);
                     let title = written_page_title(prompt);
                     (page_for(&title, prompt), Some(title))
                 };
@@ -182,7 +189,8 @@ fn tiny(dir: &std::path::Path) {
 }
 
 /// The API over `db` whose runs call the counting server at `url`, with `budgets`, four
-/// pages written at once, and no worker yet.
+/// pages written at once (each asked for at most 1,500 tokens, more than the counting
+/// server's pages take), and no worker yet.
 async fn app(db: TestDb, repos: &std::path::Path, url: &str, budgets: Budgets) -> TestApp {
     let docgen = capped(&db.storage, repos, url, budgets);
     TestApp::with_docgen(db, docgen, |_| {}).await
@@ -197,6 +205,7 @@ fn capped(
     let mut docgen = model_docgen(storage, repos, url);
     docgen.settings.budgets = budgets;
     docgen.settings.write_concurrency = 4;
+    docgen.settings.max_page_tokens = 1_500;
     docgen
 }
 
@@ -296,6 +305,7 @@ on_both_backends! {
         let theirs = super::estimate(&app, &editor, &repo).await;
         let caps: Vec<&str> = theirs["budgets"].as_array().unwrap().iter().map(|b| b["variable"].as_str().unwrap()).collect();
         assert_eq!(caps, ["LLM_BUDGET_USD_PER_RUN"], "{theirs}");
+        assert_eq!(theirs["within_budgets"], true, "decided by the caps they are shown");
     }
 
     async fn an_estimate_is_within_a_quarter_of_the_tokens_the_run_then_uses(db) {
@@ -360,11 +370,11 @@ on_both_backends! {
         let repo = origin.path().to_str().unwrap().to_string();
         let (url, counting) = counting_server().await;
         let storage = db.storage.clone();
-        // Capped at 40% of what the run is estimated to cost.
+        // Capped at 60% of what the run is estimated to cost: room for a few pages at once.
         let probe = app(TestDb::sqlite().await, repos.path(), &url, Budgets::default()).await;
         let probe_admin = probe.admin_token().await;
         let estimated = estimate(&probe, &probe_admin, &repo).await["cost_usd"].as_f64().unwrap();
-        let cap = estimated * 0.4;
+        let cap = estimated * 0.6;
         let budgets = Budgets { per_run_usd: Some(cap), ..Budgets::default() };
         let app = app(db, repos.path(), &url, budgets).await;
         let admin = app.admin_token().await;
@@ -384,6 +394,7 @@ on_both_backends! {
         assert!(spent >= cap, "a run pauses once its spending reaches the cap, not before: spent {spent}, cap {cap}");
         let before = counting.pages();
         assert!(!before.is_empty(), "pages were written before the cap");
+        assert!(counting.most_at_once.load(Ordering::SeqCst) >= 2, "pages were written at once below the cap");
         assert!(paused["documents_written"] == 0, "nothing is published while paused");
         let spending = paused["spending"].as_array().unwrap();
         assert_eq!(spending.len(), 1, "{paused}");

@@ -266,8 +266,14 @@ pub fn decide(
         }
         Event::StepPaused { step, reason } => {
             step_event(step)?;
-            next.status = RunStatus::Paused;
-            message = Some(reason);
+            // A cancel asked for while the step ran wins: a paused run would come back.
+            if run.cancel_requested {
+                next.status = RunStatus::Cancelled;
+                message = Some("cancelled by an operator".to_string());
+            } else {
+                next.status = RunStatus::Paused;
+                message = Some(reason);
+            }
         }
         Event::StepSkippedRun { step, reason } => {
             step_event(step)?;
@@ -511,6 +517,16 @@ mod tests {
         assert_eq!(decisions[3].message.as_deref(), Some("budget reached"));
         assert_eq!(run.status, RunStatus::Queued);
         assert_eq!(run.current_step, 1);
+
+        let (run, _) = feed(
+            queued(),
+            vec![
+                Event::StepStarted { step: 0, attempt: 1 },
+                Event::CancelRequested { reason: "stop".into() },
+                Event::StepPaused { step: 0, reason: "budget reached".into() },
+            ],
+        );
+        assert_eq!(run.status, RunStatus::Cancelled, "a cancel asked for while it ran wins");
     }
 
     #[test]

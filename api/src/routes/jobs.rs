@@ -101,11 +101,12 @@ async fn create(
 }
 
 /// Dry runs at once, across callers: each may fetch a repository and read every file of a
-/// commit.
-static DRY_RUNS: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(2);
+/// commit. A dry run holds its place until its work ends, even once its caller has been
+/// answered.
+static DRY_RUNS: std::sync::LazyLock<std::sync::Arc<tokio::sync::Semaphore>> =
+    std::sync::LazyLock::new(|| std::sync::Arc::new(tokio::sync::Semaphore::new(2)));
 
-/// How long a dry run may take before its caller is asked to try again. The fetch goes on,
-/// and the next try finds the clone ready.
+/// How long a dry run may take before its caller is answered 503.
 const DRY_RUN_SECONDS: u64 = 120;
 
 /// The estimate of a run of `input` for `caller`, beside this month's spending.
@@ -119,28 +120,38 @@ async fn estimate(
         Error::Unavailable("this server runs no documentation workflow to estimate".to_string())
     })?;
     let spent = state.engine().spent_this_month(&docgen::repo_key(&input.repo_url)).await?;
-    let work = async {
-        let _slot = DRY_RUNS.acquire().await.map_err(|e| EstimateError::Failed(e.to_string()))?;
-        isocrates_workflows::pipeline::estimate::estimate(docgen, input, spent).await
+    let wait = std::time::Duration::from_secs(10);
+    let Ok(Ok(place)) = tokio::time::timeout(wait, DRY_RUNS.clone().acquire_owned()).await else {
+        return Err(Error::Unavailable(
+            "two dry runs are under way already; try again in a minute".to_string(),
+        ));
     };
+    let task_input = input.clone();
+    let work = tokio::spawn(async move {
+        let _place = place;
+        isocrates_workflows::pipeline::estimate::estimate(docgen, &task_input, spent).await
+    });
     let limit = std::time::Duration::from_secs(DRY_RUN_SECONDS);
     let estimate = match tokio::time::timeout(limit, work).await {
-        Ok(Ok(estimate)) => estimate,
-        Ok(Err(EstimateError::Refused(message))) => {
+        Ok(Ok(Ok(estimate))) => estimate,
+        Ok(Ok(Err(EstimateError::Refused(message)))) => {
             let about_commit = input.commit_sha.as_ref().is_some_and(|c| message.contains(c));
             let field = if about_commit { "commit_sha" } else { "repo_url" };
             return Err(Error::validation(field, message));
         }
-        Ok(Err(EstimateError::Unavailable(message))) => {
+        Ok(Ok(Err(EstimateError::Unavailable(message)))) => {
             return Err(Error::Unavailable(format!("{message}; try again")));
         }
-        Ok(Err(EstimateError::Failed(message))) => {
+        Ok(Ok(Err(EstimateError::Failed(message)))) => {
             return Err(Error::Internal(format!("estimating {}: {message}", input.repo_url)));
+        }
+        Ok(Err(stopped)) => {
+            return Err(Error::Internal(format!("estimating {}: {stopped}", input.repo_url)));
         }
         Err(_) => {
             return Err(Error::Unavailable(format!(
-                "the estimate took longer than {DRY_RUN_SECONDS} s; the repository is still \
-                 being fetched, so try again in a minute"
+                "the estimate took longer than {DRY_RUN_SECONDS} s (a large repository, or a \
+                 slow host); isocrates generate --estimate has no time limit"
             )));
         }
     };
@@ -148,6 +159,7 @@ async fn estimate(
     // What every repository spent this month is for admins, as in /api/jobs/spending.
     if !caller.is_admin() {
         out.budgets.retain(|b| b.variable != "LLM_BUDGET_USD_PER_MONTH");
+        out.within_budgets = out.budgets.iter().all(|b| b.spent_usd + out.cost_usd <= b.limit_usd);
     }
     Ok(out)
 }

@@ -81,8 +81,9 @@ impl Budgets {
 #[derive(Debug)]
 pub struct Gate {
     budgets: Budgets,
-    /// The worst cost of the calls let through whose spending is not recorded yet.
-    reserved: Mutex<f64>,
+    /// The worst cost of the calls let through whose spending is not recorded yet, and
+    /// how many they are.
+    reserved: Mutex<(f64, usize)>,
     /// Held while a call is admitted, so admissions see each other.
     admitting: tokio::sync::Mutex<()>,
     /// Signalled when a call's reservation is released.
@@ -100,7 +101,9 @@ pub struct Pass<'a> {
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
         if let Ok(mut reserved) = self.gate.reserved.lock() {
-            *reserved = (*reserved - self.cost).max(0.0);
+            reserved.1 = reserved.1.saturating_sub(1);
+            // The sum starts again from nothing, so rounding cannot leave a reservation.
+            reserved.0 = if reserved.1 == 0 { 0.0 } else { (reserved.0 - self.cost).max(0.0) };
         }
         self.gate.released.notify_waiters();
     }
@@ -111,14 +114,15 @@ impl Gate {
     pub fn new(budgets: Budgets) -> Gate {
         Gate {
             budgets,
-            reserved: Mutex::new(0.0),
+            reserved: Mutex::new((0.0, 0)),
             admitting: tokio::sync::Mutex::new(()),
             released: tokio::sync::Notify::new(),
         }
     }
 
-    fn reserved(&self) -> f64 {
-        self.reserved.lock().map_or(0.0, |r| *r)
+    /// The worst cost of the calls under way, and how many they are.
+    fn reserved(&self) -> (f64, usize) {
+        self.reserved.lock().map_or((0.0, 0), |r| *r)
     }
 
     /// Lets a call of worst cost `cost` through, reserving the cost, once every cap has
@@ -140,16 +144,17 @@ impl Gate {
             // The reservations first, then the spending: a call that ends in between has
             // its spending recorded before its reservation goes, so it is counted once or
             // twice, never missed.
-            let pending = self.reserved();
+            let (pending, under_way) = self.reserved();
             let spent = ctx.spent().await?;
             let states = self.budgets.states(&spent);
             if let Some(state) = states.iter().find(|s| s.spent_usd >= s.limit_usd) {
                 return Ok(Err(reached(state)));
             }
             let crowded = states.iter().any(|s| s.spent_usd + pending >= s.limit_usd);
-            if !crowded || pending <= 0.0 {
+            if !crowded || under_way == 0 {
                 if let Ok(mut reserved) = self.reserved.lock() {
-                    *reserved += cost;
+                    reserved.0 += cost;
+                    reserved.1 += 1;
                 }
                 return Ok(Ok(Pass { gate: self, cost }));
             }
@@ -237,12 +242,14 @@ mod tests {
         let gate = Gate::new(Budgets { per_run_usd: Some(1.0), ..Default::default() });
         let first = gate.admit(&ctx, 0.6).await.unwrap().expect("room for the first");
         let second = gate.admit(&ctx, 0.6).await.unwrap().expect("0.6 of 1.0 reserved: room");
-        let waiting =
-            tokio::time::timeout(std::time::Duration::from_millis(50), gate.admit(&ctx, 0.6));
-        assert!(waiting.await.is_err(), "1.2 reserved of 1.0: the third call waits");
+        let third = gate.admit(&ctx, 0.6);
+        tokio::pin!(third);
+        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), &mut third).await;
+        assert!(waited.is_err(), "1.2 reserved of 1.0: the third call waits");
         drop(first);
-        let third = tokio::time::timeout(std::time::Duration::from_secs(5), gate.admit(&ctx, 0.6));
-        assert!(third.await.expect("a call ended").unwrap().is_ok(), "then goes ahead");
+        // The same call, woken by the end of the first.
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), third).await;
+        assert!(woken.expect("woken when a call ended").unwrap().is_ok(), "then goes ahead");
         drop(second);
     }
 

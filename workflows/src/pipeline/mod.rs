@@ -1024,6 +1024,9 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
         .buffer_unordered(d.settings.write_concurrency.max(1))
         .collect()
         .await;
+    if results.iter().any(|(_, r)| matches!(r, Err(StepError::Cancelled))) {
+        return Err(StepError::Cancelled);
+    }
     let paused = budget.paused.lock().ok().and_then(|reason| reason.clone());
     if let Some(reason) = paused {
         // Pages written are checkpointed: the run resumes with the others.
