@@ -425,6 +425,45 @@ on_both_backends! {
         assert!((done["cost_usd"].as_f64().unwrap() - total).abs() < 1e-9);
     }
 
+    async fn a_monthly_cap_holds_across_runs_on_two_workers(db) {
+        let (repos, first_dir, second_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        shop(first_dir.path());
+        shop(second_dir.path());
+        let (first_repo, second_repo) = (first_dir.path().to_str().unwrap().to_string(), second_dir.path().to_str().unwrap().to_string());
+        let (url, counting) = counting_server().await;
+        let storage = db.storage.clone();
+        // The two repositories together may spend half what one of them is estimated to.
+        let probe = app(TestDb::sqlite().await, repos.path(), &url, Budgets::default()).await;
+        let probe_admin = probe.admin_token().await;
+        let estimated = estimate(&probe, &probe_admin, &first_repo).await["cost_usd"].as_f64().unwrap();
+        let cap = estimated * 0.5;
+        let budgets = Budgets { per_month_usd: Some(cap), ..Budgets::default() };
+        let app = app(db, repos.path(), &url, budgets).await;
+        let admin = app.admin_token().await;
+        // Two workers, as on two machines: each its own engine over the same database, each
+        // free to take either run's steps.
+        let elsewhere = Engine::new(storage.db().clone(), vec![pipeline::workflow(Arc::new(capped(&storage, repos.path(), &url, budgets)))]).await.unwrap();
+        let _here = worker(&app.engine, "here");
+        let _there = worker(&elsewhere, "there");
+
+        let mut ids = Vec::new();
+        for repo in [&first_repo, &second_repo] {
+            let started = app.post("/api/jobs", Some(&admin), json!({"repo_url": repo})).await;
+            assert_eq!(started.status, 201, "{:?}", started.body);
+            ids.push(started.body["id"].as_str().unwrap().to_string());
+        }
+        for id in &ids {
+            let job = settle(&app, &admin, id).await;
+            assert_eq!(job["status"], "paused", "{job}");
+            assert!(job["error_message"].as_str().unwrap().contains("LLM_BUDGET_USD_PER_MONTH"), "{job}");
+        }
+        let seen = counting.seen();
+        let paid: f64 = seen.iter().map(Seen::cost).sum();
+        let dearest = seen.iter().map(Seen::cost).fold(0.0, f64::max);
+        assert!(paid >= cap, "the runs pause once the month reaches the cap: paid {paid}, cap {cap}");
+        assert!(paid <= cap + dearest, "together the runs pass the cap by one call at most: paid {paid}, cap {cap}, one call {dearest}");
+    }
+
     async fn monthly_caps_count_earlier_runs_per_repository_and_in_all(db) {
         let (repos, shop_dir, other_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
         shop(shop_dir.path());

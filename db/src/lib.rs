@@ -218,8 +218,20 @@ impl Tx {
     /// links would otherwise lock edges in opposite orders (a deadlock) or interleave their
     /// redraws, and two manual edges could close a cycle between them.
     pub async fn lock_links(&mut self) -> Result<(), Error> {
+        self.advisory_lock(7263001).await
+    }
+
+    /// Serialises the transactions that let model calls through a budget, so that two
+    /// workers cannot both spend the same room left under a cap. SQLite's `BEGIN
+    /// IMMEDIATE` already admits one writer at a time.
+    pub async fn lock_spending(&mut self) -> Result<(), Error> {
+        self.advisory_lock(7263002).await
+    }
+
+    /// Takes PostgreSQL's transaction-scoped advisory lock `key`; nothing on SQLite.
+    async fn advisory_lock(&mut self, key: i64) -> Result<(), Error> {
         if let Tx::Postgres(tx) = self {
-            sqlx::query("SELECT pg_advisory_xact_lock(7263001)").execute(&mut **tx).await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)").bind(key).execute(&mut **tx).await?;
         }
         Ok(())
     }
@@ -419,6 +431,12 @@ impl Timestamp {
     /// The current time, cut to microseconds.
     pub fn now() -> Timestamp {
         Timestamp::from(Utc::now())
+    }
+
+    /// The time `wait` after now.
+    pub fn from_now(wait: std::time::Duration) -> Timestamp {
+        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
+        Timestamp::from(Utc::now().checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC))
     }
 
     /// The time `age` before now.

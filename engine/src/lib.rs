@@ -15,8 +15,8 @@ pub use runner::{
     Counters, Engine, Error, NewRun, QueueHealth, RunFilter, StatusCounts, StepTask, Submitted,
     Worker,
 };
-pub use store::{ModelSpend, Run, SpendLine, Spender, Spent, StepRecord, Usage, month_of};
-pub use workflow::{StepContext, StepError, StepOutcome, Workflow};
+pub use store::{Held, ModelSpend, Run, SpendLine, Spender, Spent, StepRecord, Usage, month_of};
+pub use workflow::{Hold, Holding, StepContext, StepError, StepOutcome, Workflow};
 
 use serde::{Deserialize, Serialize};
 

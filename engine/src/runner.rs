@@ -18,7 +18,9 @@ use serde_json::Value;
 use crate::RunStatus;
 use crate::core::{self, Action, Event, FailureKind, Refusal};
 use crate::store::{self, ModelSpend, Run, Spender, StepRecord, Usage};
-use crate::workflow::{ItemFuture, ItemStore, StepContext, StepError, StepOutcome, Workflow};
+use crate::workflow::{
+    Admit, ItemFuture, ItemStore, StepContext, StepError, StepOutcome, Workflow,
+};
 
 /// The apalis queue of step tasks.
 pub const QUEUE: &str = "isocrates-steps";
@@ -804,6 +806,8 @@ impl Engine {
             ],
         )
         .await?;
+        // The step's model calls are over, whether their holds were released or not.
+        tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
         match self.apply(&mut tx, &workflow, now, event).await {
             Ok(_) | Err(Error::Refused(_)) => {}
             Err(e) => return Err(e),
@@ -932,6 +936,9 @@ impl Engine {
         let event = Event::StepStarted { step: task.step, attempt: run.attempt };
         let run = self.apply(&mut tx, workflow, run, event).await?;
         insert_attempt(&mut tx, &run, (task.step, &workflow.steps[task.step].name), worker).await?;
+        // One attempt of a run's step runs at a time: what an earlier attempt held for its
+        // model calls is not under way any more.
+        tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
         tx.commit().await?;
         Ok(Some(run))
     }
@@ -1119,6 +1126,25 @@ impl ItemStore for Items {
     fn spent(&self, run_id: &str) -> ItemFuture<store::Spent> {
         let (db, run_id) = (self.0.clone(), run_id.to_string());
         Box::pin(async move { store::spent(&db, &run_id).await.map_err(db_failure) })
+    }
+
+    fn hold(
+        &self,
+        run_id: &str,
+        cost_usd: f64,
+        ttl: Duration,
+        admit: Admit,
+    ) -> ItemFuture<(store::Spent, store::Held, Option<String>)> {
+        let (db, run_id) = (self.0.clone(), run_id.to_string());
+        let expires = Timestamp::from_now(ttl);
+        Box::pin(async move {
+            store::hold(&db, &run_id, cost_usd, expires, admit).await.map_err(db_failure)
+        })
+    }
+
+    fn release(&self, hold_id: &str) -> ItemFuture<()> {
+        let (db, id) = (self.0.clone(), hold_id.to_string());
+        Box::pin(async move { store::release(&db, &id).await.map_err(db_failure) })
     }
 }
 

@@ -504,23 +504,101 @@ pub struct Spent {
     pub key_month_usd: f64,
 }
 
+/// What the run `$1` has spent, and this month (`$2`) in all and on the runs of its
+/// concurrency key.
+const SPENT: &str = "SELECT r.cost_usd AS run_usd, \
+     CAST((SELECT COALESCE(sum(m.cost_usd), 0) FROM run_usage m WHERE m.month = $2) \
+       AS DOUBLE PRECISION) AS month_usd, \
+     CAST((SELECT COALESCE(sum(k.cost_usd), 0) FROM run_usage k \
+       JOIN runs o ON o.id = k.run_id \
+       WHERE k.month = $2 AND o.concurrency_key = r.concurrency_key) \
+       AS DOUBLE PRECISION) AS key_month_usd \
+     FROM runs r WHERE r.id = $1";
+
 /// What the run `run_id` and this month have spent.
 pub(crate) async fn spent(db: &Db, run_id: &str) -> Result<Spent, isocrates_db::Error> {
     let month = month_of(&Timestamp::now());
-    let row: Option<Spent> = db
+    let row: Option<Spent> = db.fetch_optional(SPENT, args![run_id, month.as_str()]).await?;
+    Ok(row.unwrap_or_default())
+}
+
+/// The worst cost of the model calls let through by a budget whose spending is not
+/// recorded yet, counted as [`Spent`] counts what was: the run's own, every run's, and
+/// those of the runs that share its concurrency key; with how many calls each holds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, sqlx::FromRow)]
+pub struct Held {
+    /// Held by the run, in US dollars.
+    pub run_usd: f64,
+    /// The run's calls under way.
+    pub run_calls: i64,
+    /// Held by every run.
+    pub month_usd: f64,
+    /// Every run's calls under way.
+    pub month_calls: i64,
+    /// Held by the runs of the run's concurrency key; 0 for a run without a key.
+    pub key_month_usd: f64,
+    /// Their calls under way.
+    pub key_month_calls: i64,
+}
+
+/// Holds `cost_usd` for a call of the run `run_id` until `expires`, if `admit` lets it
+/// through once shown what was recorded and what is held; answers both, and the hold's id
+/// when it was taken. Holds are taken one transaction at a time across every process, and
+/// expired ones are dropped first.
+pub(crate) async fn hold(
+    db: &Db,
+    run_id: &str,
+    cost_usd: f64,
+    expires: Timestamp,
+    admit: impl FnOnce(&Spent, &Held) -> bool,
+) -> Result<(Spent, Held, Option<String>), isocrates_db::Error> {
+    let now = Timestamp::now();
+    let month = month_of(&now);
+    let mut tx = db.begin().await?;
+    tx.lock_spending().await?;
+    tx.execute("DELETE FROM spending_holds WHERE expires_at <= $1", args![now]).await?;
+    let spent: Spent =
+        tx.fetch_optional(SPENT, args![run_id, month.as_str()]).await?.unwrap_or_default();
+    let held: Held = tx
         .fetch_optional(
-            "SELECT r.cost_usd AS run_usd, \
-             CAST((SELECT COALESCE(sum(m.cost_usd), 0) FROM run_usage m WHERE m.month = $2) \
-               AS DOUBLE PRECISION) AS month_usd, \
-             CAST((SELECT COALESCE(sum(k.cost_usd), 0) FROM run_usage k \
-               JOIN runs o ON o.id = k.run_id \
-               WHERE k.month = $2 AND o.concurrency_key = r.concurrency_key) \
-               AS DOUBLE PRECISION) AS key_month_usd \
-             FROM runs r WHERE r.id = $1",
-            args![run_id, month.as_str()],
+            "SELECT \
+             CAST(COALESCE(sum(CASE WHEN h.run_id = r.id THEN h.cost_usd END), 0) \
+               AS DOUBLE PRECISION) AS run_usd, \
+             CAST(count(CASE WHEN h.run_id = r.id THEN 1 END) AS BIGINT) AS run_calls, \
+             CAST(COALESCE(sum(h.cost_usd), 0) AS DOUBLE PRECISION) AS month_usd, \
+             CAST(count(h.id) AS BIGINT) AS month_calls, \
+             CAST(COALESCE(sum(CASE WHEN o.concurrency_key = r.concurrency_key \
+               THEN h.cost_usd END), 0) AS DOUBLE PRECISION) AS key_month_usd, \
+             CAST(count(CASE WHEN o.concurrency_key = r.concurrency_key THEN 1 END) \
+               AS BIGINT) AS key_month_calls \
+             FROM runs r \
+             LEFT JOIN spending_holds h ON TRUE \
+             LEFT JOIN runs o ON o.id = h.run_id \
+             WHERE r.id = $1",
+            args![run_id],
+        )
+        .await?
+        .unwrap_or_default();
+    let id = if admit(&spent, &held) {
+        let id = ulid::Ulid::generate().to_string().to_lowercase();
+        tx.execute(
+            "INSERT INTO spending_holds (id, run_id, cost_usd, expires_at) \
+             VALUES ($1, $2, $3, $4)",
+            args![id.as_str(), run_id, cost_usd, expires],
         )
         .await?;
-    Ok(row.unwrap_or_default())
+        Some(id)
+    } else {
+        None
+    };
+    tx.commit().await?;
+    Ok((spent, held, id))
+}
+
+/// Drops the hold `id`, once its call's spending is recorded or the call was not made.
+pub(crate) async fn release(db: &Db, id: &str) -> Result<(), isocrates_db::Error> {
+    db.execute("DELETE FROM spending_holds WHERE id = $1", args![id]).await?;
+    Ok(())
 }
 
 /// What this month has spent in all and on the runs of concurrency key `key`, before any

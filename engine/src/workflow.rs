@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::core::{FailureKind, RetryPolicy};
-use crate::store::{Spender, Spent, Usage};
+use crate::store::{Held, Spender, Spent, Usage};
 
 /// What a step returns when it ends normally.
 #[derive(Debug, Clone, PartialEq)]
@@ -162,10 +162,28 @@ pub(crate) trait ItemStore: Send + Sync {
     fn add_usage(&self, run_id: &str, by: Spender, usage: Usage) -> ItemFuture<()>;
     /// What the run and this month have spent.
     fn spent(&self, run_id: &str) -> ItemFuture<Spent>;
+    /// Holds `cost_usd` for one of the run's calls for at most `ttl`, if `admit` agrees;
+    /// answers what it was shown, and the hold's id when it was taken.
+    fn hold(
+        &self,
+        run_id: &str,
+        cost_usd: f64,
+        ttl: Duration,
+        admit: Admit,
+    ) -> ItemFuture<(Spent, Held, Option<String>)>;
+    /// Drops a hold.
+    fn release(&self, hold_id: &str) -> ItemFuture<()>;
 }
 
-/// The item store of a step run outside any run: it records nothing.
-struct Detached;
+/// Whether a call may be let through, given what was spent and what is held.
+pub(crate) type Admit = Box<dyn FnOnce(&Spent, &Held) -> bool + Send>;
+
+/// The item store of a step run outside any run: it records nothing, and keeps its holds
+/// in memory, as the only run there is.
+#[derive(Default)]
+struct Detached {
+    holds: std::sync::Mutex<Vec<(String, f64)>>,
+}
 
 impl ItemStore for Detached {
     fn load(&self, _: &str, _: usize, _: &str) -> ItemFuture<Option<Value>> {
@@ -182,6 +200,89 @@ impl ItemStore for Detached {
     }
     fn spent(&self, _: &str) -> ItemFuture<Spent> {
         Box::pin(async { Ok(Spent::default()) })
+    }
+    fn hold(
+        &self,
+        _: &str,
+        cost_usd: f64,
+        _: Duration,
+        admit: Admit,
+    ) -> ItemFuture<(Spent, Held, Option<String>)> {
+        let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let usd: f64 = holds.iter().map(|(_, cost)| cost).sum();
+        let calls = holds.len() as i64;
+        let held = Held {
+            run_usd: usd,
+            run_calls: calls,
+            month_usd: usd,
+            month_calls: calls,
+            key_month_usd: usd,
+            key_month_calls: calls,
+        };
+        let spent = Spent::default();
+        let id = admit(&spent, &held).then(|| {
+            let id = ulid::Ulid::generate().to_string();
+            holds.push((id.clone(), cost_usd));
+            id
+        });
+        Box::pin(async move { Ok((spent, held, id)) })
+    }
+    fn release(&self, hold_id: &str) -> ItemFuture<()> {
+        let mut holds = self.holds.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        holds.retain(|(id, _)| id != hold_id);
+        Box::pin(async { Ok(()) })
+    }
+}
+
+/// What a step was shown when it asked to hold spending for a call, and the hold when it
+/// was let through.
+#[derive(Debug)]
+pub struct Holding {
+    /// What was recorded as spent.
+    pub spent: Spent,
+    /// What the calls under way held, before this one.
+    pub held: Held,
+    /// The hold taken, if the call was let through.
+    pub hold: Option<Hold>,
+}
+
+/// Spending held for one model call under way, counted by every budget until it is
+/// released. Release it once the call's spending is recorded (or the call was not made);
+/// a hold dropped unreleased is released in the background.
+pub struct Hold {
+    id: String,
+    items: Arc<dyn ItemStore>,
+    released: bool,
+}
+
+impl std::fmt::Debug for Hold {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hold").field("id", &self.id).finish()
+    }
+}
+
+impl Hold {
+    /// Releases the hold.
+    pub async fn release(mut self) -> Result<(), StepError> {
+        self.released = true;
+        self.items.release(&self.id).await
+    }
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        if self.released {
+            return;
+        }
+        // Outside a runtime the hold lasts until its run's step starts again or it expires.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let release = self.items.release(&self.id);
+            runtime.spawn(async move {
+                if let Err(error) = release.await {
+                    tracing::warn!(%error, "a spending hold was left to expire");
+                }
+            });
+        }
     }
 }
 
@@ -201,7 +302,7 @@ impl StepContext {
             input,
             outputs,
             attempt: 1,
-            items: Arc::new(Detached),
+            items: Arc::new(Detached::default()),
             step_index: 0,
         }
     }
@@ -244,6 +345,24 @@ impl StepContext {
     /// [detached](StepContext::detached) context.
     pub async fn spent(&self) -> Result<Spent, StepError> {
         self.items.spent(&self.run_id).await
+    }
+
+    /// Holds `cost_usd` of spending for a model call about to be made, for at most `ttl`,
+    /// if `admit` lets the call through once shown what was recorded as spent and what the
+    /// calls under way in every run hold. Holds are decided one at a time across every
+    /// process, so two calls cannot both take the same room under a budget. A hold counts
+    /// until it is released, the run's step starts again, or `ttl` passes. A
+    /// [detached](StepContext::detached) context holds in memory, beside nothing spent.
+    pub async fn hold(
+        &self,
+        cost_usd: f64,
+        ttl: Duration,
+        admit: impl FnOnce(&Spent, &Held) -> bool + Send + 'static,
+    ) -> Result<Holding, StepError> {
+        let (spent, held, id) =
+            self.items.hold(&self.run_id, cost_usd, ttl, Box::new(admit)).await?;
+        let hold = id.map(|id| Hold { id, items: self.items.clone(), released: false });
+        Ok(Holding { spent, held, hold })
     }
 
     /// The output of the earlier step `name`.

@@ -10,7 +10,7 @@ use std::time::Duration;
 use isocrates_db::Db;
 use isocrates_engine::RunStatus;
 use isocrates_engine::core::RetryPolicy;
-use isocrates_engine::{Engine, NewRun, Run, RunFilter, StepError, StepOutcome, Workflow};
+use isocrates_engine::{Engine, Held, NewRun, Run, RunFilter, StepError, StepOutcome, Workflow};
 use isocrates_testkit::on_both_backends;
 use serde_json::json;
 use tokio::sync::{Notify, oneshot};
@@ -457,5 +457,57 @@ on_both_backends! {
         assert_eq!(stopped.error.as_deref(), Some("cancelled by an operator"));
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert_eq!(calls.get("flaky"), 1, "the delayed attempt never ran");
+    }
+
+    async fn holds_count_across_runs_until_released_expired_or_their_step_ends(db) {
+        let minute = Duration::from_secs(60);
+        let (waiting, go) = (Arc::new(Notify::new()), Arc::new(Notify::new()));
+        let (w, g) = (waiting.clone(), go.clone());
+        // Takes three holds and stays in its step: one released, one already expired, and
+        // one kept, as a worker that died during its call would leave them.
+        let holder = Workflow::new("holder").step_with("call", fast(1), TIMEOUT, move |ctx| {
+            let (waiting, go) = (w.clone(), g.clone());
+            async move {
+                let released = ctx.hold(1.0, minute, |_, _| true).await?.hold.unwrap();
+                released.release().await?;
+                std::mem::forget(ctx.hold(2.0, Duration::ZERO, |_, _| true).await?.hold.unwrap());
+                std::mem::forget(ctx.hold(4.0, minute, |_, _| true).await?.hold.unwrap());
+                waiting.notify_one();
+                go.notified().await;
+                Ok(StepOutcome::Done(json!({})))
+            }
+        });
+        // Looks once, holding 8 dollars only when nothing else is held.
+        let shown: Arc<Mutex<Vec<(Held, bool)>>> = Arc::default();
+        let seen = shown.clone();
+        let looker = Workflow::new("looker").step_with("look", fast(1), TIMEOUT, move |ctx| {
+            let seen = seen.clone();
+            async move {
+                let holding = ctx.hold(8.0, minute, |_, held| held.month_calls == 0).await?;
+                seen.lock().unwrap().push((holding.held, holding.hold.is_some()));
+                std::mem::forget(holding.hold);
+                Ok(StepOutcome::Done(json!({})))
+            }
+        });
+        let h = Harness::start(&db.url, vec![holder, looker]).await;
+        let holding = h.submit("holder", Some("repo-a")).await;
+        tokio::time::timeout(TIMEOUT, waiting.notified()).await.expect("the holder holds");
+
+        let look = h.submit("looker", Some("repo-b")).await;
+        h.wait_for(&look.id, RunStatus::Completed).await;
+        let (held, let_through) = shown.lock().unwrap()[0];
+        assert_eq!((held.month_usd, held.month_calls), (4.0, 1), "only the kept hold of another run counts");
+        assert_eq!((held.run_usd, held.run_calls, held.key_month_calls), (0.0, 0, 0), "none is this run's or its key's");
+        assert!(!let_through, "the caller's rule was applied to what it was shown");
+
+        // The holder's step ends: its kept hold goes with it, and the looker's own unreleased
+        // hold went when its step ended.
+        go.notify_one();
+        h.wait_for(&holding.id, RunStatus::Completed).await;
+        let again = h.submit("looker", Some("repo-a")).await;
+        h.wait_for(&again.id, RunStatus::Completed).await;
+        let (held, let_through) = shown.lock().unwrap()[1];
+        assert_eq!((held.month_calls, held.month_usd), (0, 0.0), "nothing is held once the steps ended");
+        assert!(let_through);
     }
 }

@@ -111,6 +111,14 @@ impl Llm {
         self.prices
     }
 
+    /// The longest one call may take when every try times out and every retry waits as
+    /// long as it may, not counting the wait for a free slot.
+    pub fn longest_call(&self) -> Duration {
+        let retries = self.limits.max_retries;
+        self.limits.timeout.saturating_mul(retries.saturating_add(1))
+            + self.limits.max_delay.saturating_mul(retries)
+    }
+
     /// The tokens and cost of every call so far.
     pub fn totals(&self) -> (Usage, f64) {
         self.totals.lock().map(|t| *t).unwrap_or_default()

@@ -2,24 +2,19 @@
 //! each repository (`LLM_BUDGET_USD_PER_RUN`, `LLM_BUDGET_USD_PER_MONTH`,
 //! `LLM_BUDGET_USD_PER_REPO_PER_MONTH`).
 //!
-//! A step asks the [`Gate`] before each call, one call at a time. Once what the database
-//! says was spent (by the run, this month in all, this month on the repository) reaches a
-//! cap, the step pauses the run with a message naming it. Below every cap, a call goes
-//! ahead with its worst cost reserved until what it spent is recorded, unless the calls
-//! already under way in this step may reach a cap: it then waits for one of them to end
-//! and looks again. So the calls of one step never carry it past a cap by more than one
-//! call, and reservations alone never pause a run.
-//!
-//! FIXME: reservations live in the step's memory. Runs of different repositories at the
-//! same moment (on one worker or many) each see the month's recorded spending and none of
-//! the others' calls under way, so together they may pass `LLM_BUDGET_USD_PER_MONTH` by
-//! the room that was left, once per run, and a call each. Reservations kept in the
-//! database with an expiry, counted by `StepContext::spent`, would hold the monthly cap
-//! across runs.
+//! A step asks the [`Gate`] before each model call. Once what the database says was spent
+//! (by the run, this month in all, this month on the repository) reaches a cap, the step
+//! pauses the run with a message naming it. Below every cap, a call goes ahead with its
+//! worst cost held in the database until what it spent is recorded, unless the calls
+//! already under way may reach a cap: it then waits for one of them to end and looks again.
+//! The calls under way are those of every run, on every worker, for the monthly caps, and
+//! the run's own for the per-run cap; holds are decided one at a time across processes.
+//! So together the calls never carry spending past a cap by more than one call, and holds
+//! alone never pause a run.
 
-use std::sync::Mutex;
+use std::time::Duration;
 
-use isocrates_engine::{Spent, StepContext, StepError};
+use isocrates_engine::{Held, Hold, Spent, StepContext, StepError};
 use isocrates_providers::{Llm, Request, Usage, tokens};
 
 /// The caps, in US dollars; `None` is no cap.
@@ -77,55 +72,72 @@ impl Budgets {
     }
 }
 
-/// What the calls of one step may still cost while they run.
+impl Budgets {
+    /// Whether a call may go ahead beside what was `spent` and what the calls under way
+    /// `held`: no cap is reached, and none may be reached by the calls under way.
+    fn admits(&self, spent: &Spent, held: &Held) -> bool {
+        let scopes = [
+            (self.per_run_usd, spent.run_usd, held.run_usd, held.run_calls),
+            (self.per_month_usd, spent.month_usd, held.month_usd, held.month_calls),
+            (
+                self.per_repo_month_usd,
+                spent.key_month_usd,
+                held.key_month_usd,
+                held.key_month_calls,
+            ),
+        ];
+        scopes.into_iter().all(|(limit, spent, held, calls)| {
+            limit.is_none_or(|limit| spent < limit && (calls == 0 || spent + held < limit))
+        })
+    }
+}
+
+/// How often a call kept waiting by other runs' calls looks again: their ends are seen
+/// only in the database.
+const LOOK_AGAIN: Duration = Duration::from_millis(250);
+
+/// Lets the model calls of one step through the budgets.
 #[derive(Debug)]
 pub struct Gate {
     budgets: Budgets,
-    /// The worst cost of the calls let through whose spending is not recorded yet, and
-    /// how many they are.
-    reserved: Mutex<(f64, usize)>,
-    /// Held while a call is admitted, so admissions see each other.
-    admitting: tokio::sync::Mutex<()>,
-    /// Signalled when a call's reservation is released.
+    /// How long a hold may outlive a call that never released it (its worker died).
+    ttl: Duration,
+    /// Signalled when one of this step's calls releases its hold.
     released: tokio::sync::Notify,
 }
 
-/// A call let through, whose worst cost stays reserved until it is dropped: drop it once
-/// what the call spent is recorded.
+/// A call let through, whose worst cost stays held until [`Pass::release`]: release it once
+/// what the call spent is recorded. Dropped unreleased, its hold goes in the background.
 #[derive(Debug)]
 pub struct Pass<'a> {
     gate: &'a Gate,
-    cost: f64,
+    hold: Option<Hold>,
+}
+
+impl Pass<'_> {
+    /// Releases the call's hold, waking the calls of the step that wait for room.
+    pub async fn release(mut self) -> Result<(), StepError> {
+        if let Some(hold) = self.hold.take() {
+            hold.release().await?;
+        }
+        Ok(())
+    }
 }
 
 impl Drop for Pass<'_> {
     fn drop(&mut self) {
-        if let Ok(mut reserved) = self.gate.reserved.lock() {
-            reserved.1 = reserved.1.saturating_sub(1);
-            // The sum starts again from nothing, so rounding cannot leave a reservation.
-            reserved.0 = if reserved.1 == 0 { 0.0 } else { (reserved.0 - self.cost).max(0.0) };
-        }
+        drop(self.hold.take());
         self.gate.released.notify_waiters();
     }
 }
 
 impl Gate {
-    /// A gate over `budgets` with nothing reserved.
-    pub fn new(budgets: Budgets) -> Gate {
-        Gate {
-            budgets,
-            reserved: Mutex::new((0.0, 0)),
-            admitting: tokio::sync::Mutex::new(()),
-            released: tokio::sync::Notify::new(),
-        }
+    /// A gate over `budgets` whose holds last at most `ttl`: longer than any call may take.
+    pub fn new(budgets: Budgets, ttl: Duration) -> Gate {
+        Gate { budgets, ttl, released: tokio::sync::Notify::new() }
     }
 
-    /// The worst cost of the calls under way, and how many they are.
-    fn reserved(&self) -> (f64, usize) {
-        self.reserved.lock().map_or((0.0, 0), |r| *r)
-    }
-
-    /// Lets a call of worst cost `cost` through, reserving the cost, once every cap has
+    /// Lets a call of worst cost `cost` through, holding the cost, once every cap has
     /// room for it beside the calls under way (waiting for them when it has not);
     /// answers why not, naming the cap, once what was spent reaches one.
     pub async fn admit(
@@ -134,32 +146,27 @@ impl Gate {
         cost: f64,
     ) -> Result<Result<Pass<'_>, String>, StepError> {
         if !self.budgets.any() {
-            return Ok(Ok(Pass { gate: self, cost: 0.0 }));
+            return Ok(Ok(Pass { gate: self, hold: None }));
         }
-        let _admitting = self.admitting.lock().await;
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
             released.as_mut().enable();
-            // The reservations first, then the spending: a call that ends in between has
-            // its spending recorded before its reservation goes, so it is counted once or
-            // twice, never missed.
-            let (pending, under_way) = self.reserved();
-            let spent = ctx.spent().await?;
-            let states = self.budgets.states(&spent);
+            let budgets = self.budgets;
+            let holding = ctx.hold(cost, self.ttl, move |s, h| budgets.admits(s, h)).await?;
+            if let Some(hold) = holding.hold {
+                return Ok(Ok(Pass { gate: self, hold: Some(hold) }));
+            }
+            let states = self.budgets.states(&holding.spent);
             if let Some(state) = states.iter().find(|s| s.spent_usd >= s.limit_usd) {
                 return Ok(Err(reached(state)));
             }
-            let crowded = states.iter().any(|s| s.spent_usd + pending >= s.limit_usd);
-            if !crowded || under_way == 0 {
-                if let Ok(mut reserved) = self.reserved.lock() {
-                    reserved.0 += cost;
-                    reserved.1 += 1;
-                }
-                return Ok(Ok(Pass { gate: self, cost }));
+            // The calls under way may reach a cap: wait for one of this step's to end, or
+            // look again in a moment for the others'.
+            tokio::select! {
+                () = &mut released => {}
+                () = tokio::time::sleep(LOOK_AGAIN) => {}
             }
-            // The calls under way may reach a cap: wait for one to end, then look again.
-            released.await;
         }
     }
 }
@@ -186,6 +193,12 @@ fn trim(usd: f64) -> String {
     text.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// How long the hold of `tries` calls to `model` lasts at most: twice the longest they may
+/// take, for the wait for a free slot of the model.
+pub fn hold_for(model: &Llm, tries: u32) -> Duration {
+    model.longest_call().saturating_mul(tries.saturating_mul(2))
+}
+
 /// The most a call of `request` to `model` may cost: its prompt's estimated tokens, with a
 /// quarter more for the estimate's error, and the whole answer it may give. Nothing for a
 /// model without prices (OpenRouter's cost is known only after the call).
@@ -201,6 +214,33 @@ pub fn worst_cost(model: &Llm, request: &Request, max_answer_tokens: u32) -> f64
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn other_runs_calls_crowd_the_monthly_caps_only() {
+        let budgets = Budgets {
+            per_run_usd: Some(1.0),
+            per_month_usd: Some(10.0),
+            per_repo_month_usd: Some(5.0),
+        };
+        let spent = Spent { run_usd: 0.5, month_usd: 8.0, key_month_usd: 3.0 };
+        let nothing = Held::default();
+        assert!(budgets.admits(&spent, &nothing), "room under every cap");
+        // Another repository's calls under way may take the month's last 2 dollars.
+        let elsewhere = Held { month_usd: 2.0, month_calls: 3, ..Held::default() };
+        assert!(!budgets.admits(&spent, &elsewhere), "waits for them");
+        let small = Held { month_usd: 1.5, month_calls: 3, ..Held::default() };
+        assert!(budgets.admits(&spent, &small), "room beside them");
+        // The same repository's other calls count against its monthly cap.
+        let same_repo = Held { key_month_usd: 2.0, key_month_calls: 1, ..small };
+        assert!(!budgets.admits(&spent, &same_repo));
+        // With nothing under way, one call goes whatever it may cost, below every cap.
+        let near = Spent { run_usd: 0.99, month_usd: 9.99, key_month_usd: 4.99 };
+        assert!(budgets.admits(&near, &nothing));
+        let reached = Spent { month_usd: 10.0, ..near };
+        assert!(!budgets.admits(&reached, &nothing), "a reached cap lets nothing through");
+    }
 
     #[test]
     fn only_set_caps_have_a_state() {
@@ -237,18 +277,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_call_waits_while_the_calls_under_way_may_reach_a_cap() {
-        // A detached context has spent nothing: only the reservations are in the way.
+        // A detached context has spent nothing: only the holds are in the way.
         let ctx = StepContext::detached("run", serde_json::Value::Null, Default::default());
-        let gate = Gate::new(Budgets { per_run_usd: Some(1.0), ..Default::default() });
+        let gate = Gate::new(Budgets { per_run_usd: Some(1.0), ..Default::default() }, MINUTE);
         let first = gate.admit(&ctx, 0.6).await.unwrap().expect("room for the first");
-        let second = gate.admit(&ctx, 0.6).await.unwrap().expect("0.6 of 1.0 reserved: room");
+        let second = gate.admit(&ctx, 0.6).await.unwrap().expect("0.6 of 1.0 held: room");
         let third = gate.admit(&ctx, 0.6);
         tokio::pin!(third);
-        let waited = tokio::time::timeout(std::time::Duration::from_millis(50), &mut third).await;
-        assert!(waited.is_err(), "1.2 reserved of 1.0: the third call waits");
-        drop(first);
+        let waited = tokio::time::timeout(Duration::from_millis(50), &mut third).await;
+        assert!(waited.is_err(), "1.2 held of 1.0: the third call waits");
+        first.release().await.unwrap();
         // The same call, woken by the end of the first.
-        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), third).await;
+        let woken = tokio::time::timeout(Duration::from_secs(5), third).await;
         assert!(woken.expect("woken when a call ended").unwrap().is_ok(), "then goes ahead");
         drop(second);
     }
@@ -256,10 +296,10 @@ mod tests {
     #[tokio::test]
     async fn nothing_under_way_lets_one_call_through_below_the_cap() {
         let ctx = StepContext::detached("run", serde_json::Value::Null, Default::default());
-        let gate = Gate::new(Budgets { per_month_usd: Some(0.01), ..Default::default() });
+        let gate = Gate::new(Budgets { per_month_usd: Some(0.01), ..Default::default() }, MINUTE);
         let pass = gate.admit(&ctx, 5.0).await.unwrap();
         assert!(pass.is_ok(), "a call dearer than the cap still goes when nothing is spent");
-        let zero = Gate::new(Budgets { per_run_usd: Some(0.0), ..Default::default() });
+        let zero = Gate::new(Budgets { per_run_usd: Some(0.0), ..Default::default() }, MINUTE);
         let refused = zero.admit(&ctx, 0.1).await.unwrap().unwrap_err();
         assert!(refused.contains("LLM_BUDGET_USD_PER_RUN=$0 is reached"), "{refused}");
     }

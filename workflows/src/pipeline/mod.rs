@@ -31,6 +31,7 @@ pub mod write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use futures::StreamExt;
 use isocrates_engine::{Spender, StepContext, StepError, StepOutcome, Usage, Workflow};
@@ -840,11 +841,12 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
         }
         Some(planner) => {
             let request = planner_request(&d, &input, &cloned, &analysis, &early)?;
-            let gate = budget::Gate::new(d.settings.budgets);
             // Every try of the planner may be paid for.
-            let tries = f64::from(d.settings.planner_tries.max(1));
-            let cost = tries * budget::worst_cost(planner, &request, PLANNER_ANSWER_TOKENS);
-            let _pass = match gate.admit(&ctx, cost).await? {
+            let tries = d.settings.planner_tries.max(1);
+            let gate = budget::Gate::new(d.settings.budgets, budget::hold_for(planner, tries));
+            let cost =
+                f64::from(tries) * budget::worst_cost(planner, &request, PLANNER_ANSWER_TOKENS);
+            let pass = match gate.admit(&ctx, cost).await? {
                 Ok(pass) => pass,
                 Err(reason) => {
                     tracing::warn!(run.id = %ctx.run_id, %reason, "paused before planning");
@@ -864,12 +866,14 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
             {
                 Ok((value, calls)) => {
                     spend(&ctx, &calls).await?;
+                    pass.release().await?;
                     let (summary, pages) = plan::from_answer(&value, &analysis, max_pages)
                         .map_err(StepError::permanent)?;
                     (summary, pages, PlannedBy::Planner, None)
                 }
                 Err((error, calls)) => {
                     spend(&ctx, &calls).await?;
+                    pass.release().await?;
                     if let JsonError::Call(call) = &error
                         && retry_later(call)
                     {
@@ -987,8 +991,9 @@ async fn write_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Ste
     let to_write: Vec<PlannedPage> =
         blueprint.pages.iter().filter(|p| blueprint.write.contains(&p.title)).cloned().collect();
     let total = to_write.len();
+    let hold_for = d.models.writer.as_deref().map_or(Duration::ZERO, |w| budget::hold_for(w, 1));
     let budget = Arc::new(PageBudget {
-        gate: budget::Gate::new(d.settings.budgets),
+        gate: budget::Gate::new(d.settings.budgets, hold_for),
         paused: std::sync::Mutex::new(None),
     });
     let results: Vec<(String, Result<Value, StepError>)> = futures::stream::iter(to_write)
@@ -1109,8 +1114,8 @@ async fn write_page(
     }
     let request = writer_request(d, page, blueprint, analysis, &snapshot, input, commit)?;
     let cost = budget::worst_cost(writer, &request, d.settings.max_page_tokens);
-    // The reservation is held until what the call spent is recorded.
-    let _pass = match budget.gate.admit(ctx, cost).await? {
+    // The cost is held until what the call spent is recorded.
+    let pass = match budget.gate.admit(ctx, cost).await? {
         Ok(pass) => pass,
         Err(reason) => {
             if let Ok(mut paused) = budget.paused.lock() {
@@ -1129,6 +1134,7 @@ async fn write_page(
         }
     };
     spend(ctx, std::slice::from_ref(&call)).await?;
+    pass.release().await?;
     let (content, cleaned) = write::finish(&call.reply.text, page, titles, analysis);
     Ok(WrittenPage {
         title: page.title.clone(),
