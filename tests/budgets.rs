@@ -257,6 +257,19 @@ async fn estimate(app: &TestApp, token: &str, repo: &str) -> Value {
     answer.body
 }
 
+/// The web page's jobs view, as a browser signed in with `token` gets it.
+async fn jobs_page(app: &TestApp, token: &str) -> String {
+    let request = axum::http::Request::builder()
+        .uri("/jobs")
+        .header("accept", "text/html")
+        .header("cookie", format!("isocrates_session={token}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let page = app.send(request).await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    page.text
+}
+
 /// How far `estimated` is from `actual`, as a share of `actual`.
 fn off_by(estimated: u64, actual: u64) -> f64 {
     (estimated as f64 - actual as f64).abs() / actual as f64
@@ -399,6 +412,8 @@ on_both_backends! {
         let spending = paused["spending"].as_array().unwrap();
         assert_eq!(spending.len(), 1, "{paused}");
         assert_eq!(spending[0]["model"], "test-model");
+        let page = jobs_page(&app, &admin).await;
+        assert!(page.contains("per run</span>") && page.contains("test-model"), "the jobs view shows the cap and the spending: {page}");
 
         // The operator raises the cap: a worker with the new configuration takes over.
         let _ = stop.send(());
@@ -530,6 +545,17 @@ on_both_backends! {
         assert!(!seen.to_string().contains(&other_repo), "{seen}");
         let shop_cost = repositories[0]["cost_usd"].as_f64().unwrap();
         assert!((seen["months"][0]["cost_usd"].as_f64().unwrap() - shop_cost).abs() < 1e-9);
+
+        // The web page's jobs view shows the same spending, each visitor within their grants.
+        let month = months[0]["month"].as_str().unwrap();
+        let theirs = jobs_page(&app, &viewer).await;
+        assert!(theirs.contains("Model spending") && theirs.contains("test-model"), "{theirs}");
+        assert!(theirs.contains(month) && theirs.contains(shop_repo.as_str()), "{theirs}");
+        assert!(theirs.contains("over the repositories you may read"), "{theirs}");
+        assert!(!theirs.contains(&other_repo), "{theirs}");
+        let all = jobs_page(&app, &admin).await;
+        assert!(all.contains(shop_repo.as_str()) && all.contains(other_repo.as_str()), "{all}");
+        assert!(!all.contains("over the repositories you may read"), "{all}");
 
         let metrics = app.get("/metrics", None).await.text;
         assert!(metrics.contains("isocrates_llm_month_cost_usd{provider=\"openai-compatible\",model=\"test-model\"}"), "{metrics}");
