@@ -117,7 +117,7 @@ fn dollars(vars: &Vars, name: &str) -> Result<Option<f64>, String> {
 }
 
 /// The budgets, refused when a model they would count has no price: before a call, a run
-/// reserves its worst cost at the model's prices (OpenRouter reports a call's cost only
+/// holds its worst cost at the model's prices (OpenRouter reports a call's cost only
 /// once it is made), and an unpriced model's calls would count nothing.
 fn budgets(
     vars: &Vars,

@@ -433,10 +433,12 @@ impl Timestamp {
         Timestamp::from(Utc::now())
     }
 
-    /// The time `wait` after now.
+    /// The time `wait` after now, at most a century ahead: a four-digit year, which
+    /// SQLite's text timestamps need to sort.
     pub fn from_now(wait: std::time::Duration) -> Timestamp {
-        let wait = chrono::Duration::from_std(wait).unwrap_or(chrono::Duration::MAX);
-        Timestamp::from(Utc::now().checked_add_signed(wait).unwrap_or(DateTime::<Utc>::MAX_UTC))
+        let century = chrono::Duration::days(36_525);
+        let wait = chrono::Duration::from_std(wait).unwrap_or(century).min(century);
+        Timestamp::from(Utc::now() + wait)
     }
 
     /// The time `age` before now.

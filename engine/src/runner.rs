@@ -650,6 +650,11 @@ impl Engine {
             }
         }
         store::save_run(tx, &run).await?;
+        if run.status.is_terminal() || run.status == RunStatus::Paused {
+            // No step of the run will make a model call: a worker that died during one
+            // left its hold behind.
+            tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
+        }
         if was != run.status {
             // Counted before the commit: a rollback overcounts by one, which a counter of
             // events may.
@@ -938,6 +943,10 @@ impl Engine {
         insert_attempt(&mut tx, &run, (task.step, &workflow.steps[task.step].name), worker).await?;
         // One attempt of a run's step runs at a time: what an earlier attempt held for its
         // model calls is not under way any more.
+        // FIXME: a worker that missed its heartbeats but still runs the earlier attempt goes
+        // on calling, and its calls stop counting against the budgets. Holds tagged with
+        // their worker, dropped here only when that worker's heartbeat is stale, would keep
+        // them.
         tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
         tx.commit().await?;
         Ok(Some(run))

@@ -557,8 +557,9 @@ pub(crate) async fn hold(
     let mut tx = db.begin().await?;
     tx.lock_spending().await?;
     tx.execute("DELETE FROM spending_holds WHERE expires_at <= $1", args![now]).await?;
-    let spent: Spent =
-        tx.fetch_optional(SPENT, args![run_id, month.as_str()]).await?.unwrap_or_default();
+    // The holds first, then the spending: on PostgreSQL each statement sees what was
+    // committed when it began, and recording a call's spending commits before its hold is
+    // released, so a call that ends in between is counted twice, never missed.
     let held: Held = tx
         .fetch_optional(
             "SELECT \
@@ -579,6 +580,8 @@ pub(crate) async fn hold(
         )
         .await?
         .unwrap_or_default();
+    let spent: Spent =
+        tx.fetch_optional(SPENT, args![run_id, month.as_str()]).await?.unwrap_or_default();
     let id = if admit(&spent, &held) {
         let id = ulid::Ulid::generate().to_string().to_lowercase();
         tx.execute(

@@ -247,8 +247,9 @@ pub struct Holding {
 }
 
 /// Spending held for one model call under way, counted by every budget until it is
-/// released. Release it once the call's spending is recorded (or the call was not made);
-/// a hold dropped unreleased is released in the background.
+/// released, a step of its run starts or ends, or it expires. Release it once the call's
+/// spending is recorded (or the call was not made); a hold dropped unreleased is released
+/// in the background.
 pub struct Hold {
     id: String,
     items: Arc<dyn ItemStore>,
@@ -262,10 +263,11 @@ impl std::fmt::Debug for Hold {
 }
 
 impl Hold {
-    /// Releases the hold.
+    /// Releases the hold; when that fails, it is tried again in the background.
     pub async fn release(mut self) -> Result<(), StepError> {
-        self.released = true;
-        self.items.release(&self.id).await
+        let released = self.items.release(&self.id).await;
+        self.released = released.is_ok();
+        released
     }
 }
 
@@ -351,7 +353,8 @@ impl StepContext {
     /// if `admit` lets the call through once shown what was recorded as spent and what the
     /// calls under way in every run hold. Holds are decided one at a time across every
     /// process, so two calls cannot both take the same room under a budget. A hold counts
-    /// until it is released, the run's step starts again, or `ttl` passes. A
+    /// until it is released, a step of the run starts or ends, the run stops (paused or
+    /// ended), or `ttl` passes. A
     /// [detached](StepContext::detached) context holds in memory, beside nothing spent.
     pub async fn hold(
         &self,

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use isocrates_db::Db;
+use isocrates_db::{Db, Timestamp};
 use isocrates_engine::RunStatus;
 use isocrates_engine::core::RetryPolicy;
 use isocrates_engine::{Engine, Held, NewRun, Run, RunFilter, StepError, StepOutcome, Workflow};
@@ -113,6 +113,20 @@ impl Drop for Harness {
             let _ = stop.send(());
         }
     }
+}
+
+/// How many spending holds there are, of every run.
+async fn holds(url: &str) -> i64 {
+    #[derive(sqlx::FromRow)]
+    struct Count {
+        n: i64,
+    }
+    let db = Db::connect(url).await.unwrap();
+    let rows: Vec<Count> = db
+        .fetch_all("SELECT CAST(count(*) AS BIGINT) AS n FROM spending_holds", vec![])
+        .await
+        .unwrap();
+    rows[0].n
 }
 
 fn flaky(calls: Calls) -> Workflow {
@@ -465,7 +479,8 @@ on_both_backends! {
         let (w, g) = (waiting.clone(), go.clone());
         // Takes three holds and stays in its step: one released, one already expired, and
         // one kept, as a worker that died during its call would leave them.
-        let holder = Workflow::new("holder").step_with("call", fast(1), TIMEOUT, move |ctx| {
+        // Its step lasts while the other runs come and go: longer than the usual timeout.
+        let holder = Workflow::new("holder").step_with("call", fast(1), TIMEOUT * 6, move |ctx| {
             let (waiting, go) = (w.clone(), g.clone());
             async move {
                 let released = ctx.hold(1.0, minute, |_, _| true).await?.hold.unwrap();
@@ -500,8 +515,7 @@ on_both_backends! {
         assert_eq!((held.run_usd, held.run_calls, held.key_month_calls), (0.0, 0, 0), "none is this run's or its key's");
         assert!(!let_through, "the caller's rule was applied to what it was shown");
 
-        // The holder's step ends: its kept hold goes with it, and the looker's own unreleased
-        // hold went when its step ended.
+        // The holder's step ends: its kept hold goes with it.
         go.notify_one();
         h.wait_for(&holding.id, RunStatus::Completed).await;
         let again = h.submit("looker", Some("repo-a")).await;
@@ -509,5 +523,43 @@ on_both_backends! {
         let (held, let_through) = shown.lock().unwrap()[1];
         assert_eq!((held.month_calls, held.month_usd), (0, 0.0), "nothing is held once the steps ended");
         assert!(let_through);
+        // The second looker left its hold unreleased too: it went with the step.
+        assert_eq!(holds(&db.url).await, 0);
+    }
+
+    async fn holds_a_dead_worker_left_go_when_the_run_runs_again_or_is_cancelled(db) {
+        let shown: Arc<Mutex<Vec<Held>>> = Arc::default();
+        let seen = shown.clone();
+        let looker = Workflow::new("looker").step_with("look", fast(1), TIMEOUT, move |ctx| {
+            let seen = seen.clone();
+            async move {
+                let holding = ctx.hold(1.0, Duration::from_secs(60), |_, _| true).await?;
+                seen.lock().unwrap().push(holding.held);
+                holding.hold.unwrap().release().await?;
+                Ok(StepOutcome::Done(json!({})))
+            }
+        });
+        let mut h = Harness::idle(&db.url, vec![looker]).await;
+        // Two queued runs, each holding what a call of a worker that died left behind.
+        let resumed = h.submit("looker", Some("repo-a")).await;
+        let cancelled = h.submit("looker", Some("repo-b")).await;
+        let store = Db::connect(&db.url).await.unwrap();
+        for run in [&resumed, &cancelled] {
+            store.execute(
+                "INSERT INTO spending_holds (id, run_id, cost_usd, expires_at) VALUES ($1, $2, $3, $4)",
+                isocrates_db::args![format!("left-by-{}", run.id), &run.id, 5.0, Timestamp::from_now(Duration::from_secs(3600))],
+            )
+            .await
+            .unwrap();
+        }
+        assert_eq!(holds(&db.url).await, 2);
+        h.engine.cancel(&cancelled.id).await.unwrap();
+        assert_eq!(holds(&db.url).await, 1, "a cancelled run holds nothing");
+
+        h.start_worker();
+        h.wait_for(&resumed.id, RunStatus::Completed).await;
+        let held = shown.lock().unwrap()[0];
+        assert_eq!((held.run_calls, held.month_calls), (0, 0), "the run's step started again without the dead call's hold");
+        assert_eq!(holds(&db.url).await, 0);
     }
 }

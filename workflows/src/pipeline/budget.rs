@@ -92,9 +92,13 @@ impl Budgets {
     }
 }
 
-/// How often a call kept waiting by other runs' calls looks again: their ends are seen
-/// only in the database.
+/// How soon a call kept waiting by other runs' calls looks again, doubling up to
+/// [`LOOK_AT_MOST`]: their ends are seen only in the database.
 const LOOK_AGAIN: Duration = Duration::from_millis(250);
+const LOOK_AT_MOST: Duration = Duration::from_secs(2);
+
+/// The longest a hold lasts, however slow the model may be.
+const LONGEST_HOLD: Duration = Duration::from_secs(24 * 60 * 60);
 
 /// Lets the model calls of one step through the budgets.
 #[derive(Debug)]
@@ -115,12 +119,15 @@ pub struct Pass<'a> {
 }
 
 impl Pass<'_> {
-    /// Releases the call's hold, waking the calls of the step that wait for room.
-    pub async fn release(mut self) -> Result<(), StepError> {
-        if let Some(hold) = self.hold.take() {
-            hold.release().await?;
+    /// Releases the call's hold, waking the calls of the step that wait for room. A hold
+    /// that cannot be released now never fails the paid call: it is tried again in the
+    /// background, and goes with the step anyway.
+    pub async fn release(mut self) {
+        if let Some(hold) = self.hold.take()
+            && let Err(error) = hold.release().await
+        {
+            tracing::warn!(%error, "a spending hold outlives its call for now");
         }
-        Ok(())
     }
 }
 
@@ -134,7 +141,7 @@ impl Drop for Pass<'_> {
 impl Gate {
     /// A gate over `budgets` whose holds last at most `ttl`: longer than any call may take.
     pub fn new(budgets: Budgets, ttl: Duration) -> Gate {
-        Gate { budgets, ttl, released: tokio::sync::Notify::new() }
+        Gate { budgets, ttl: ttl.min(LONGEST_HOLD), released: tokio::sync::Notify::new() }
     }
 
     /// Lets a call of worst cost `cost` through, holding the cost, once every cap has
@@ -148,6 +155,7 @@ impl Gate {
         if !self.budgets.any() {
             return Ok(Ok(Pass { gate: self, hold: None }));
         }
+        let mut look_again = LOOK_AGAIN;
         loop {
             let released = self.released.notified();
             tokio::pin!(released);
@@ -165,7 +173,9 @@ impl Gate {
             // look again in a moment for the others'.
             tokio::select! {
                 () = &mut released => {}
-                () = tokio::time::sleep(LOOK_AGAIN) => {}
+                () = tokio::time::sleep(look_again) => {
+                    look_again = (look_again * 2).min(LOOK_AT_MOST);
+                }
             }
         }
     }
@@ -286,7 +296,7 @@ mod tests {
         tokio::pin!(third);
         let waited = tokio::time::timeout(Duration::from_millis(50), &mut third).await;
         assert!(waited.is_err(), "1.2 held of 1.0: the third call waits");
-        first.release().await.unwrap();
+        first.release().await;
         // The same call, woken by the end of the first.
         let woken = tokio::time::timeout(Duration::from_secs(5), third).await;
         assert!(woken.expect("woken when a call ended").unwrap().is_ok(), "then goes ahead");

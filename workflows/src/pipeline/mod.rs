@@ -866,14 +866,14 @@ async fn plan_step(d: Arc<Docgen>, ctx: StepContext) -> Result<StepOutcome, Step
             {
                 Ok((value, calls)) => {
                     spend(&ctx, &calls).await?;
-                    pass.release().await?;
+                    pass.release().await;
                     let (summary, pages) = plan::from_answer(&value, &analysis, max_pages)
                         .map_err(StepError::permanent)?;
                     (summary, pages, PlannedBy::Planner, None)
                 }
                 Err((error, calls)) => {
                     spend(&ctx, &calls).await?;
-                    pass.release().await?;
+                    pass.release().await;
                     if let JsonError::Call(call) = &error
                         && retry_later(call)
                     {
@@ -1134,7 +1134,7 @@ async fn write_page(
         }
     };
     spend(ctx, std::slice::from_ref(&call)).await?;
-    pass.release().await?;
+    pass.release().await;
     let (content, cleaned) = write::finish(&call.reply.text, page, titles, analysis);
     Ok(WrittenPage {
         title: page.title.clone(),
