@@ -66,25 +66,16 @@ pub async fn run(
     let repo_url = docgen::normalize_repo_url(repo).map_err(anyhow::Error::msg)?;
     // A repository the configuration refuses is said before any run starts.
     Source::parse(&repo_url, git).map_err(anyhow::Error::msg)?;
-    let input = DocgenInput {
-        repo_url: repo_url.clone(),
-        commit_sha: None,
-        force: args.force,
-        changed_paths: None,
-        added_paths: Vec::new(),
-        base_commit: None,
-    };
+    let input = DocgenInput::manual(repo_url.clone(), None, args.force);
     // The repository's latest run, when it is a run like this one paused at a budget, is
     // resumed rather than started again, so that the pages it wrote are not paid for
     // twice. An older paused run, or one of another commit, is left to the operator.
     let latest = docgen::run_filter(Some(&repo_url), None, None, 1).map_err(anyhow::Error::msg)?;
     let resumable = engine.runs(&latest).await?.into_iter().next().filter(|run| {
         run.status == RunStatus::Paused
-            && DocgenInput::of(run).is_some_and(|paused| {
-                paused.commit_sha.is_none() && paused.changed_paths.is_none() && !paused.force
-            })
+            && !args.force
+            && DocgenInput::of(run).as_ref() == Some(&input)
     });
-    let resumable = if args.force { None } else { resumable };
     let id = match resumable {
         Some(run) => {
             println!(
@@ -197,14 +188,7 @@ pub async fn estimate(
 ) -> anyhow::Result<()> {
     let repo_url = docgen::normalize_repo_url(repo).map_err(anyhow::Error::msg)?;
     Source::parse(&repo_url, &docgen.git).map_err(anyhow::Error::msg)?;
-    let input = DocgenInput {
-        repo_url: repo_url.clone(),
-        commit_sha: None,
-        force: args.force,
-        changed_paths: None,
-        added_paths: Vec::new(),
-        base_commit: None,
-    };
+    let input = DocgenInput::manual(repo_url.clone(), None, args.force);
     let spinner = ProgressBar::new_spinner();
     spinner.set_message(format!("fetching and reading {repo_url}"));
     spinner.enable_steady_tick(Duration::from_millis(120));

@@ -60,6 +60,19 @@ pub struct DocgenInput {
 }
 
 impl DocgenInput {
+    /// A run someone asked for: of `repo_url` at `commit_sha` (the branch head when
+    /// `None`), with nothing known of what changed.
+    pub fn manual(repo_url: String, commit_sha: Option<String>, force: bool) -> DocgenInput {
+        DocgenInput {
+            repo_url,
+            commit_sha,
+            force,
+            changed_paths: None,
+            added_paths: Vec::new(),
+            base_commit: None,
+        }
+    }
+
     /// A run of the documentation workflow for this input. Runs for the same repository and
     /// commit are one run while it is live; runs of one repository run one at a time, the
     /// newest queued one superseding older queued ones.

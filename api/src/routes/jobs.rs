@@ -73,14 +73,7 @@ async fn create(
     caller.require(&Folders::load(&state).await?.of(&repo_url), Action::Edit)?;
     let commit_sha = docgen::normalize_commit_sha(body.commit_sha.as_deref())
         .map_err(|m| Error::validation("commit_sha", m))?;
-    let input = DocgenInput {
-        repo_url,
-        commit_sha,
-        force: body.force,
-        changed_paths: None,
-        added_paths: Vec::new(),
-        base_commit: None,
-    };
+    let input = DocgenInput::manual(repo_url, commit_sha, body.force);
     if body.dry_run {
         let estimate = estimate(&state, &caller, &input).await?;
         return Ok((StatusCode::OK, JsonOut(Created::Estimate(Box::new(estimate)))));
