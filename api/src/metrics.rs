@@ -224,8 +224,9 @@ async fn render_month(state: &AppState, out: &mut String) {
     };
     let mut by_model: std::collections::BTreeMap<(&str, &str), f64> = Default::default();
     for line in lines.iter().filter(|l| l.month == month) {
-        *by_model.entry((line.provider.as_str(), line.model.as_str())).or_default() +=
-            line.cost_usd;
+        let spend = &line.spend;
+        *by_model.entry((spend.provider.as_str(), spend.model.as_str())).or_default() +=
+            spend.cost_usd;
     }
     family(
         out,

@@ -630,18 +630,9 @@ pub struct SpendLine {
     pub month: String,
     /// The runs' concurrency key (a repository's), if they have one.
     pub key: Option<String>,
-    /// The provider's kind.
-    pub provider: String,
-    /// The model.
-    pub model: String,
-    /// Calls answered.
-    pub calls: i64,
-    /// Tokens sent.
-    pub tokens_in: i64,
-    /// Tokens received.
-    pub tokens_out: i64,
-    /// Their cost in US dollars.
-    pub cost_usd: f64,
+    /// The model and what it spent.
+    #[sqlx(flatten)]
+    pub spend: ModelSpend,
 }
 
 /// The spending of the months from `since` (`YYYY-MM`) on, by month, concurrency key,

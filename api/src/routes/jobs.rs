@@ -233,26 +233,23 @@ impl PeriodSpendOut {
     }
 
     fn add(&mut self, line: &isocrates_engine::SpendLine) {
-        self.calls += line.calls;
-        self.tokens_in += line.tokens_in;
-        self.tokens_out += line.tokens_out;
-        self.cost_usd += line.cost_usd;
-        match self.models.iter_mut().find(|m| m.provider == line.provider && m.model == line.model)
+        let spend = &line.spend;
+        self.calls += spend.calls;
+        self.tokens_in += spend.tokens_in;
+        self.tokens_out += spend.tokens_out;
+        self.cost_usd += spend.cost_usd;
+        match self
+            .models
+            .iter_mut()
+            .find(|m| m.provider == spend.provider && m.model == spend.model)
         {
             Some(model) => {
-                model.calls += line.calls;
-                model.tokens_in += line.tokens_in;
-                model.tokens_out += line.tokens_out;
-                model.cost_usd += line.cost_usd;
+                model.calls += spend.calls;
+                model.tokens_in += spend.tokens_in;
+                model.tokens_out += spend.tokens_out;
+                model.cost_usd += spend.cost_usd;
             }
-            None => self.models.push(ModelSpendOut {
-                provider: line.provider.clone(),
-                model: line.model.clone(),
-                calls: line.calls,
-                tokens_in: line.tokens_in,
-                tokens_out: line.tokens_out,
-                cost_usd: line.cost_usd,
-            }),
+            None => self.models.push(ModelSpendOut::from(spend.clone())),
         }
     }
 }
