@@ -257,6 +257,14 @@ async fn estimate(app: &TestApp, token: &str, repo: &str) -> Value {
     answer.body
 }
 
+/// What a run of `repo` is estimated to cost, asked of an API of its own, uncapped, so that
+/// the estimate counts nothing the test's runs spend.
+async fn estimated_cost(repos: &std::path::Path, url: &str, repo: &str) -> f64 {
+    let probe = app(TestDb::sqlite().await, repos, url, Budgets::default()).await;
+    let admin = probe.admin_token().await;
+    estimate(&probe, &admin, repo).await["cost_usd"].as_f64().unwrap()
+}
+
 /// The web page's jobs view, as a browser signed in with `token` gets it.
 async fn jobs_page(app: &TestApp, token: &str) -> String {
     let request = axum::http::Request::builder()
@@ -384,9 +392,7 @@ on_both_backends! {
         let (url, counting) = counting_server().await;
         let storage = db.storage.clone();
         // Capped at 60% of what the run is estimated to cost: room for a few pages at once.
-        let probe = app(TestDb::sqlite().await, repos.path(), &url, Budgets::default()).await;
-        let probe_admin = probe.admin_token().await;
-        let estimated = estimate(&probe, &probe_admin, &repo).await["cost_usd"].as_f64().unwrap();
+        let estimated = estimated_cost(repos.path(), &url, &repo).await;
         let cap = estimated * 0.6;
         let budgets = Budgets { per_run_usd: Some(cap), ..Budgets::default() };
         let app = app(db, repos.path(), &url, budgets).await;
@@ -448,10 +454,7 @@ on_both_backends! {
         let (url, counting) = counting_server().await;
         let storage = db.storage.clone();
         // The two repositories together may spend half what one of them is estimated to.
-        let probe = app(TestDb::sqlite().await, repos.path(), &url, Budgets::default()).await;
-        let probe_admin = probe.admin_token().await;
-        let estimated = estimate(&probe, &probe_admin, &first_repo).await["cost_usd"].as_f64().unwrap();
-        let cap = estimated * 0.5;
+        let cap = estimated_cost(repos.path(), &url, &first_repo).await * 0.5;
         let budgets = Budgets { per_month_usd: Some(cap), ..Budgets::default() };
         let app = app(db, repos.path(), &url, budgets).await;
         let admin = app.admin_token().await;

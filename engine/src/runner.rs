@@ -653,7 +653,7 @@ impl Engine {
         if run.status.is_terminal() || run.status == RunStatus::Paused {
             // No step of the run will make a model call: a worker that died during one
             // left its hold behind.
-            tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
+            store::drop_holds(tx, &run.id).await?;
         }
         if was != run.status {
             // Counted before the commit: a rollback overcounts by one, which a counter of
@@ -812,7 +812,7 @@ impl Engine {
         )
         .await?;
         // The step's model calls are over, whether their holds were released or not.
-        tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
+        store::drop_holds(&mut tx, &run.id).await?;
         match self.apply(&mut tx, &workflow, now, event).await {
             Ok(_) | Err(Error::Refused(_)) => {}
             Err(e) => return Err(e),
@@ -947,7 +947,7 @@ impl Engine {
         // on calling, and its calls stop counting against the budgets. Holds tagged with
         // their worker, dropped here only when that worker's heartbeat is stale, would keep
         // them.
-        tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![&run.id]).await?;
+        store::drop_holds(&mut tx, &run.id).await?;
         tx.commit().await?;
         Ok(Some(run))
     }
@@ -1130,11 +1130,6 @@ impl ItemStore for Items {
         Box::pin(
             async move { store::add_usage(&db, &run_id, &by, usage).await.map_err(db_failure) },
         )
-    }
-
-    fn spent(&self, run_id: &str) -> ItemFuture<store::Spent> {
-        let (db, run_id) = (self.0.clone(), run_id.to_string());
-        Box::pin(async move { store::spent(&db, &run_id).await.map_err(db_failure) })
     }
 
     fn hold(

@@ -515,13 +515,6 @@ const SPENT: &str = "SELECT r.cost_usd AS run_usd, \
        AS DOUBLE PRECISION) AS key_month_usd \
      FROM runs r WHERE r.id = $1";
 
-/// What the run `run_id` and this month have spent.
-pub(crate) async fn spent(db: &Db, run_id: &str) -> Result<Spent, isocrates_db::Error> {
-    let month = month_of(&Timestamp::now());
-    let row: Option<Spent> = db.fetch_optional(SPENT, args![run_id, month.as_str()]).await?;
-    Ok(row.unwrap_or_default())
-}
-
 /// The worst cost of the model calls let through by a budget whose spending is not
 /// recorded yet, counted as [`Spent`] counts what was: the run's own, every run's, and
 /// those of the runs that share its concurrency key; with how many calls each holds.
@@ -596,6 +589,12 @@ pub(crate) async fn hold(
     };
     tx.commit().await?;
     Ok((spent, held, id))
+}
+
+/// Drops every hold of the run `run_id`: none of its calls is under way any more.
+pub(crate) async fn drop_holds(tx: &mut Tx, run_id: &str) -> Result<(), isocrates_db::Error> {
+    tx.execute("DELETE FROM spending_holds WHERE run_id = $1", args![run_id]).await?;
+    Ok(())
 }
 
 /// Drops the hold `id`, once its call's spending is recorded or the call was not made.

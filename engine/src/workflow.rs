@@ -160,8 +160,6 @@ pub(crate) trait ItemStore: Send + Sync {
     fn cancelled(&self, run_id: &str) -> ItemFuture<bool>;
     /// Adds to what the run spent, on the line of model `by`.
     fn add_usage(&self, run_id: &str, by: Spender, usage: Usage) -> ItemFuture<()>;
-    /// What the run and this month have spent.
-    fn spent(&self, run_id: &str) -> ItemFuture<Spent>;
     /// Holds `cost_usd` for one of the run's calls for at most `ttl`, if `admit` agrees;
     /// answers what it was shown, and the hold's id when it was taken.
     fn hold(
@@ -197,9 +195,6 @@ impl ItemStore for Detached {
     }
     fn add_usage(&self, _: &str, _: Spender, _: Usage) -> ItemFuture<()> {
         Box::pin(async { Ok(()) })
-    }
-    fn spent(&self, _: &str) -> ItemFuture<Spent> {
-        Box::pin(async { Ok(Spent::default()) })
     }
     fn hold(
         &self,
@@ -340,13 +335,6 @@ impl StepContext {
     /// afterwards.
     pub async fn add_model_usage(&self, by: Spender, usage: Usage) -> Result<(), StepError> {
         self.items.add_usage(&self.run_id, by, usage).await
-    }
-
-    /// What the run has spent so far, and what this month has in all and on the runs that
-    /// share the run's concurrency key: what a step checks a budget against. Nothing for a
-    /// [detached](StepContext::detached) context.
-    pub async fn spent(&self) -> Result<Spent, StepError> {
-        self.items.spent(&self.run_id).await
     }
 
     /// Holds `cost_usd` of spending for a model call about to be made, for at most `ttl`,

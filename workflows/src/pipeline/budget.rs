@@ -70,9 +70,7 @@ impl Budgets {
         })
         .collect()
     }
-}
 
-impl Budgets {
     /// Whether a call may go ahead beside what was `spent` and what the calls under way
     /// `held`: no cap is reached, and none may be reached by the calls under way.
     fn admits(&self, spent: &Spent, held: &Held) -> bool {
